@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// augur's command line. `augur serve` runs the snapshotter; the other commands
+// talk to a running one or to containerd.
+import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import { loadConfig } from "../config/config.js";
+import { Daemon } from "../daemon.js";
+import { errorMessage } from "../errdefs/errors.js";
+
+const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
+
+Usage:
+  augur serve [--root DIR] [--socket PATH] [--config FILE] [--api ADDR]
+      Serve containerd's snapshots API on a unix socket (proxy_plugins).
+      --root DIR      state directory (default /var/lib/augur)
+      --socket PATH   gRPC socket for containerd (default /run/augur/augur.sock)
+      --config FILE   TOML file with root, socket, api
+      --api ADDR      HTTP API: host:port for TCP, or a socket path (default <root>/api.sock)
+  augur version
+  augur help
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      root: { type: "string" },
+      socket: { type: "string" },
+      config: { type: "string" },
+      api: { type: "string" },
+    },
+    strict: true,
+  });
+  const config = loadConfig({ root: values.root, socket: values.socket, api: values.api }, values.config);
+  const daemon = await Daemon.start(config);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`augur: ${signal} received, shutting down\n`);
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`augur: shutdown failed: ${errorMessage(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serve(rest);
+    case "version":
+    case "--version":
+      process.stdout.write(`augur ${version()}\n`);
+      return;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new Error(`unknown command ${JSON.stringify(command)}; run 'augur help'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`augur: ${errorMessage(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,108 @@
+// The one place that wires augur's parts together for `augur serve`.
+import * as grpc from "@grpc/grpc-js";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname, join } from "node:path";
+import type { ServeConfig } from "./config/config.js";
+import { OverlaySnapshotter } from "./overlay/overlay-snapshotter.js";
+import { snapshotsService } from "./grpc/snapshots-service.js";
+import { serviceClient } from "./grpc/proto.js";
+import { HttpApi } from "./api/http-api.js";
+import { Metrics } from "./api/metrics.js";
+import { FailedPreconditionError } from "./errdefs/errors.js";
+import { logger } from "./util/trace.js";
+
+const log = logger("daemon");
+
+export class Daemon {
+  private constructor(
+    readonly config: ServeConfig,
+    private readonly snapshotter: OverlaySnapshotter,
+    private readonly server: grpc.Server,
+    private readonly api: HttpApi,
+  ) {}
+
+  static async start(config: ServeConfig): Promise<Daemon> {
+    mkdirSync(config.root, { recursive: true, mode: 0o700 });
+    claimRoot(config.root);
+    await claimSocket(config.socket);
+    const snapshotter = await OverlaySnapshotter.open(config.root);
+    const metrics = new Metrics(snapshotter);
+
+    const server = new grpc.Server();
+    server.addService(
+      serviceClient("containerd.services.snapshots.v1.Snapshots").service,
+      snapshotsService(snapshotter, (m, c) => metrics.observeCall(m, c)),
+    );
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+
+    const api = new HttpApi([
+      { method: "GET", path: /^\/healthz$/, handler: async () => ({ type: "text/plain", body: "ok\n" }) },
+      {
+        method: "GET",
+        path: /^\/metrics$/,
+        handler: async () => ({ type: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      },
+    ]);
+    await api.listen(config.api);
+    log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
+    return new Daemon(config, snapshotter, server, api);
+  }
+
+  /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => this.server.forceShutdown(), 5000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await this.api.close();
+    await this.snapshotter.close();
+    rmSync(this.config.socket, { force: true });
+    rmSync(pidFile(this.config.root), { force: true });
+    log.info("stopped", { socket: this.config.socket });
+  }
+}
+
+const pidFile = (root: string): string => join(root, "augur.pid");
+
+/** One augur per root: two writers would each think they own the directories. */
+function claimRoot(root: string): void {
+  const file = pidFile(root);
+  if (existsSync(file)) {
+    const pid = Number(readFileSync(file, "utf8").trim());
+    if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new FailedPreconditionError(`root ${root} is in use by augur pid ${pid}; stop it or pick another --root`);
+    }
+  }
+  writeFileSync(file, `${process.pid}\n`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes a stale socket left by a killed augur, but never one somebody is still serving on. */
+async function claimSocket(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once("error", () => resolve(false));
+  });
+  if (live) throw new FailedPreconditionError(`socket ${path} is already being served; stop that process or pick another --socket`);
+  rmSync(path, { force: true });
+}
