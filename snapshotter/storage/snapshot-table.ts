@@ -48,7 +48,7 @@ export class SnapshotTable {
   readonly #all: Statement<[], Row>;
   readonly #inNs: Statement<[string], Row>;
   readonly #insert: Statement<[string, string, Kind, number | null, number, number, string]>;
-  readonly #commit: Statement<[string, number, string, number, number, number]>;
+  readonly #commit: Statement<[string, number, number, string, number, number, number]>;
   readonly #setLabels: Statement<[string, number, number]>;
   readonly #delete: Statement<[number]>;
   readonly #children: Statement<[number], { n: number }>;
@@ -64,7 +64,7 @@ export class SnapshotTable {
       `INSERT INTO snapshots (namespace, key, kind, parent_id, created_ms, updated_ms, labels) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#commit = db.prepare(
-      `UPDATE snapshots SET key = ?, kind = 'committed', updated_ms = ?, labels = ?, size = ?, inodes = ? WHERE id = ?`,
+      `UPDATE snapshots SET key = ?, kind = 'committed', created_ms = ?, updated_ms = ?, labels = ?, size = ?, inodes = ? WHERE id = ?`,
     );
     this.#setLabels = db.prepare(`UPDATE snapshots SET labels = ?, updated_ms = ? WHERE id = ?`);
     this.#delete = db.prepare(`DELETE FROM snapshots WHERE id = ?`);
@@ -94,7 +94,7 @@ export class SnapshotTable {
     return this.record(this.mustRow(Number(lastInsertRowid)));
   }
 
-  /** Turns active `key` into committed `name`, keeping its directory. */
+  /** Turns active `key` into committed `name`, keeping its directory. A committed snapshot is new: created = updated = now, as in containerd. */
   commit(scope: Scope, name: string, key: string, labels: Labels, usage: Usage, now: number): SnapshotRecord {
     if (name === "") throw new InvalidArgumentError("committed snapshot name must not be empty");
     const row = this.row(scope, key);
@@ -102,7 +102,7 @@ export class SnapshotTable {
       throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is a ${row.kind} snapshot, only active snapshots can be committed`);
     }
     if (this.#byKey.get(row.namespace, name)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(name)} already exists`);
-    this.#commit.run(name, now, JSON.stringify(labels), usage.size, usage.inodes, row.id);
+    this.#commit.run(name, now, now, JSON.stringify(labels), usage.size, usage.inodes, row.id);
     return this.record(this.mustRow(row.id));
   }
 
