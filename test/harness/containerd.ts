@@ -18,7 +18,8 @@ export interface Containerd {
 export async function startContainerd(dir: string, augurSocket: string): Promise<Containerd> {
   const address = join(dir, "containerd.sock");
   const config = join(dir, "containerd.toml");
-  const base = readFileSync(join(REPO, "containerd-config.toml"), "utf8").replace("/run/augur/augur.sock", augurSocket);
+  const base = readFileSync(join(REPO, "containerd-config.toml"), "utf8").replace(/^(\s*address\s*=\s*)"\/run\/augur\/augur\.sock"/m, `$1"${augurSocket}"`);
+  if (!base.includes(augurSocket)) throw new Error("containerd-config.toml has no [proxy_plugins.augur] address line to point at the test's augur");
   writeFileSync(
     config,
     [
