@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what augur needs on a Debian machine (root): Debian packages, npm
+# dependencies (native addons build against Node's headers in /usr), and the build.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# containerd + runc run containers; docker-registry and skopeo serve and push test
+# images; stargz-snapshotter brings ctr-remote; libfuse2/fuse3 are fuse-native's
+# runtime and fusermount; busybox-static is the base of the demo and test images.
+PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static libfuse2 fuse3 iproute2 zstd ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install: apt-get install ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+# Native addons (better-sqlite3, fuse-native, zstd-napi) cannot download headers here.
+export npm_config_nodedir=/usr
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "install: npm ci"
+  npm ci --no-audit --no-fund
+fi
+npm run -s build

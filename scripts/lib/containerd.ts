@@ -1,0 +1,63 @@
+// A real containerd (Debian's package) configured from the repo's
+// containerd-config.toml, with its own root, state and socket under `dir`.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO } from "./augur.js";
+import { canConnect, run, runOk, startProcess, unmountBelow, waitFor, type Proc } from "./processes.js";
+
+export interface Containerd {
+  address: string;
+  proc: Proc;
+  /** Runs `ctr --address ... <args>`; resolves with its output and exit code. */
+  ctr(args: string[], timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Like ctr, but throws (with the output) on a non-zero exit. */
+  ctrOk(args: string[], timeoutMs?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startContainerd(dir: string, augurSocket: string): Promise<Containerd> {
+  const address = join(dir, "containerd.sock");
+  const config = join(dir, "containerd.toml");
+  const base = readFileSync(join(REPO, "containerd-config.toml"), "utf8").replace(/^(\s*address\s*=\s*)"\/run\/augur\/augur\.sock"/m, `$1"${augurSocket}"`);
+  if (!base.includes(augurSocket)) throw new Error("containerd-config.toml has no [proxy_plugins.augur] address line to point at the test's augur");
+  writeFileSync(
+    config,
+    [
+      `root = "${join(dir, "containerd-root")}"`,
+      `state = "${join(dir, "containerd-state")}"`,
+      // CRI is not under test here and slows start-up.
+      `disabled_plugins = ["io.containerd.grpc.v1.cri"]`,
+      base,
+      "[grpc]",
+      `  address = "${address}"`,
+      "[ttrpc]",
+      `  address = "${address}.ttrpc"`,
+      "",
+    ].join("\n"),
+  );
+  const proc = startProcess("containerd", ["--config", config], join(dir, "containerd.log"));
+  await waitFor("containerd to serve", () => canConnect(address), 30_000, proc);
+  const ctr = (args: string[], timeoutMs?: number) => run("ctr", ["--address", address, ...args], { timeoutMs });
+  const ctrOk = (args: string[], timeoutMs?: number) => runOk("ctr", ["--address", address, ...args], { timeoutMs });
+  return {
+    address,
+    proc,
+    ctr,
+    ctrOk,
+    async stop() {
+      // Tasks outlive containerd (their shims keep running): end them first.
+      const namespaces = (await ctr(["namespaces", "ls", "-q"])).stdout.split("\n").filter(Boolean);
+      for (const ns of namespaces) {
+        for (const id of (await ctr(["-n", ns, "tasks", "ls", "-q"])).stdout.split("\n").filter(Boolean)) {
+          await ctr(["-n", ns, "tasks", "kill", "-s", "SIGKILL", id]);
+          await ctr(["-n", ns, "tasks", "delete", "-f", id]);
+        }
+        for (const id of (await ctr(["-n", ns, "containers", "ls", "-q"])).stdout.split("\n").filter(Boolean)) {
+          await ctr(["-n", ns, "containers", "delete", id]);
+        }
+      }
+      await proc.stop();
+      await unmountBelow(join(dir, "containerd-state"));
+    },
+  };
+}
