@@ -1,0 +1,148 @@
+// Registry host configuration, the containerd way: `<hostsDir>/<host>/hosts.toml`
+// lists mirrors (tried first, in file order) and then the upstream `server`.
+// Without a file the host itself is used: HTTPS, or plain HTTP for localhost.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { logger } from "../util/trace.js";
+import { DOCKER_HUB } from "./reference.js";
+
+const log = logger("registry");
+
+/** Where containerd looks for `<host>/hosts.toml` by default. */
+export const DEFAULT_HOSTS_DIR = "/etc/containerd/certs.d";
+
+export type HostCapability = "pull" | "resolve" | "push";
+const ALL_CAPABILITIES: readonly HostCapability[] = ["pull", "resolve", "push"];
+
+/** One place to send registry API requests to. */
+export interface RegistryEndpoint {
+  /** host[:port] of the endpoint, used for credentials and token caching. */
+  host: string;
+  /** Base URL of the API, ending in `/v2` unless `override_path` was set: `https://mirror.example/v2`. */
+  url: string;
+  capabilities: ReadonlySet<HostCapability>;
+  /** Accept any TLS certificate (`skip_verify = true`). */
+  skipVerify: boolean;
+  /** Extra request headers (`[host."…".header]`). */
+  headers: Record<string, string>;
+}
+
+/** True for localhost and loopback addresses, with or without a port (containerd's IsLocalhost). */
+export function isLocalhost(host: string): boolean {
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
+  return name === "localhost" || name === "::1" || /^127\.\d+\.\d+\.\d+$/.test(name);
+}
+
+/** The endpoints to try for registry `host`, mirrors first, read from `hostsDir`. */
+export async function loadHosts(host: string, hostsDir = DEFAULT_HOSTS_DIR): Promise<RegistryEndpoint[]> {
+  for (const dir of hostDirectories(hostsDir, host)) {
+    let text: string;
+    try {
+      text = await readFile(join(dir, "hosts.toml"), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") continue;
+      throw err;
+    }
+    log.debug("loading host configuration", { host, file: join(dir, "hosts.toml") });
+    return parseHostsToml(text, host, join(dir, "hosts.toml"));
+  }
+  return [defaultEndpoint(host)];
+}
+
+/** Directories containerd consults, in order: `host_port_`, `host:port`, `_default`. */
+function hostDirectories(hostsDir: string, host: string): string[] {
+  const colon = host.lastIndexOf(":");
+  const dirs = colon > 0 && !host.endsWith("]") ? [`${host.slice(0, colon)}_${host.slice(colon + 1)}_`] : [];
+  return [...dirs, host, "_default"].map((d) => join(hostsDir, d));
+}
+
+/** The endpoint used when no hosts.toml names a server. */
+export function defaultEndpoint(host: string): RegistryEndpoint {
+  const capabilities = new Set(ALL_CAPABILITIES);
+  if (host === DOCKER_HUB) return { host: "registry-1.docker.io", url: "https://registry-1.docker.io/v2", capabilities, skipVerify: false, headers: {} };
+  const local = isLocalhost(host);
+  return { host, url: `${local ? "http" : "https"}://${host}/v2`, capabilities, skipVerify: local, headers: {} };
+}
+
+/** Parses hosts.toml text for registry `host`; `file` names the source in errors. */
+export function parseHostsToml(text: string, host: string, file = "hosts.toml"): RegistryEndpoint[] {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`${file}: invalid TOML: ${errorMessage(err)}`, { cause: err });
+  }
+  const mirrors = doc.host === undefined ? {} : asTable(doc.host, `${file}: host`);
+  const endpoints = Object.entries(mirrors).map(([server, table]) => parseHostTable(server, asTable(table, `${file}: host."${server}"`), `${file}: host."${server}"`));
+  const server = doc.server === undefined ? undefined : asString(doc.server, `${file}: server`);
+  if (server !== undefined) endpoints.push(parseHostTable(server, doc, `${file}: server`));
+  else endpoints.push({ ...defaultEndpoint(host), ...topLevelOverrides(doc, file) });
+  return endpoints;
+}
+
+function topLevelOverrides(doc: Record<string, unknown>, file: string): Partial<RegistryEndpoint> {
+  const overrides: Partial<RegistryEndpoint> = {};
+  if (doc.capabilities !== undefined) overrides.capabilities = parseCapabilities(doc.capabilities, file);
+  if (doc.skip_verify !== undefined) overrides.skipVerify = asBoolean(doc.skip_verify, `${file}: skip_verify`);
+  if (doc.header !== undefined) overrides.headers = parseHeaders(doc.header, file);
+  return overrides;
+}
+
+function parseHostTable(server: string, table: Record<string, unknown>, where: string): RegistryEndpoint {
+  const plainHttp = table.plain_http === undefined ? false : asBoolean(table.plain_http, `${where}: plain_http`);
+  const withScheme = /^https?:\/\//.test(server) ? server : `${plainHttp ? "http" : "https"}://${server}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch (err) {
+    throw new InvalidArgumentError(`${where}: invalid server URL ${JSON.stringify(server)}`, { cause: err });
+  }
+  const overridePath = table.override_path === undefined ? false : asBoolean(table.override_path, `${where}: override_path`);
+  let path = url.pathname.replace(/\/+$/, "");
+  if (!overridePath && !path.endsWith("/v2")) path += "/v2";
+  if (table.ca !== undefined || table.client !== undefined) {
+    log.info("ignoring TLS ca/client settings from hosts.toml; the system trust store is used", { where });
+  }
+  return {
+    host: url.host,
+    url: `${url.protocol}//${url.host}${path}`,
+    capabilities: table.capabilities === undefined ? new Set(ALL_CAPABILITIES) : parseCapabilities(table.capabilities, where),
+    skipVerify: table.skip_verify === undefined ? false : asBoolean(table.skip_verify, `${where}: skip_verify`),
+    headers: table.header === undefined ? {} : parseHeaders(table.header, where),
+  };
+}
+
+function parseCapabilities(value: unknown, where: string): Set<HostCapability> {
+  if (!Array.isArray(value)) throw new InvalidArgumentError(`${where}: capabilities must be an array of strings`);
+  const caps = new Set<HostCapability>();
+  for (const c of value) {
+    const name = typeof c === "string" ? c.toLowerCase() : "";
+    if (!(ALL_CAPABILITIES as readonly string[]).includes(name)) throw new InvalidArgumentError(`${where}: unknown capability ${JSON.stringify(c)}`);
+    caps.add(name as HostCapability);
+  }
+  return caps;
+}
+
+function parseHeaders(value: unknown, where: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, v] of Object.entries(asTable(value, `${where}: header`))) {
+    const values = Array.isArray(v) ? v : [v];
+    headers[name.toLowerCase()] = values.map((x) => asString(x, `${where}: header ${name}`)).join(", ");
+  }
+  return headers;
+}
+
+function asTable(value: unknown, where: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new InvalidArgumentError(`${where} must be a table`);
+  return value as Record<string, unknown>;
+}
+function asString(value: unknown, where: string): string {
+  if (typeof value !== "string") throw new InvalidArgumentError(`${where} must be a string`);
+  return value;
+}
+function asBoolean(value: unknown, where: string): boolean {
+  if (typeof value !== "boolean") throw new InvalidArgumentError(`${where} must be true or false`);
+  return value;
+}

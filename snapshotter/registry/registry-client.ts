@@ -1,0 +1,267 @@
+// The OCI distribution client augur's lazy layers use: resolve an image
+// reference to its platform manifest, fetch blobs whole or by byte range,
+// stream a layer from an offset. Hosts come from containerd's hosts.toml
+// (mirrors first), credentials from a docker config.json.
+import { pipeline, type Readable } from "node:stream";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from "../errdefs/errors.js";
+import { logger } from "../util/trace.js";
+import { Authorizer, pullScope } from "./authorizer.js";
+import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } from "./blob-range.js";
+import { loadDockerCredentials, type CredentialStore } from "./credentials.js";
+import { DigestVerifier, sha256Digest, verifyDigest } from "./digest.js";
+import { DEFAULT_HOSTS_DIR, loadHosts, type HostCapability, type RegistryEndpoint } from "./hosts.js";
+import { HttpTransport, errorDetail, readBody, type HttpResponse, type TransportOptions } from "./http-transport.js";
+import { MANIFEST_ACCEPT, parseManifest, parsePlatform, selectManifest, type Descriptor, type ImageManifest, type Platform } from "./manifest.js";
+import { formatReference, toReference, validateDigest, type ImageReference } from "./reference.js";
+import { parseWwwAuthenticate, type Challenge } from "./www-authenticate.js";
+
+export type { ByteRange } from "./blob-range.js";
+
+const log = logger("registry");
+/** containerd refuses manifests larger than this too. */
+const MAX_MANIFEST_BYTES = 4 << 20;
+
+export interface RegistryClientOptions extends TransportOptions {
+  /** Directory of `<host>/hosts.toml` files. Default /etc/containerd/certs.d. */
+  hostsDir?: string;
+  /** Where credentials come from. Default: the docker config at `dockerConfig`. */
+  credentials?: CredentialStore;
+  /** Path of a docker config.json. Default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. */
+  dockerConfig?: string;
+}
+
+/** What an image reference resolved to, for one platform. */
+export interface ResolvedImage {
+  reference: ImageReference;
+  /** Digest of the platform's image manifest. */
+  digest: string;
+  /** Digest the reference itself points at: the index for multi-platform images, else `digest`. */
+  rootDigest: string;
+  manifest: ImageManifest;
+  /** The exact manifest bytes `digest` was verified against. */
+  manifestBytes: Buffer;
+  config: Descriptor;
+  layers: Descriptor[];
+}
+
+interface FetchedManifest {
+  digest: string;
+  bytes: Buffer;
+  contentType: string | undefined;
+}
+
+const UNAUTHORIZED = Symbol("unauthorized");
+
+export class RegistryClient {
+  readonly #transport: HttpTransport;
+  readonly #authorizer: Promise<Authorizer>;
+  readonly #hostsDir: string;
+  readonly #endpoints = new Map<string, Promise<RegistryEndpoint[]>>();
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.#transport = new HttpTransport(options);
+    this.#hostsDir = options.hostsDir ?? DEFAULT_HOSTS_DIR;
+    const credentials = options.credentials ? Promise.resolve(options.credentials) : loadDockerCredentials(options.dockerConfig);
+    this.#authorizer = credentials.then((c) => new Authorizer(this.#transport, c));
+    this.#authorizer.catch(() => undefined);
+  }
+
+  /** Resolves `ref` to the image manifest for `platform` (default linux/amd64), following indexes. */
+  async resolve(ref: string | ImageReference, platform: Platform | string = "linux/amd64"): Promise<ResolvedImage> {
+    const reference = toReference(ref);
+    const wanted = typeof platform === "string" ? parsePlatform(platform) : platform;
+    const name = formatReference(reference);
+    const capability: HostCapability = reference.digest ? "pull" : "resolve";
+    const root = await this.#fetchManifest(reference, reference.digest ?? reference.tag ?? "latest", capability);
+    let fetched = root;
+    let parsed = parseManifest(root.bytes, root.contentType, `manifest ${name}`);
+    if (parsed.kind === "index") {
+      const chosen = selectManifest(parsed.index, wanted, `image index ${name}@${root.digest}`);
+      fetched = await this.#fetchManifest(reference, chosen.digest, "pull");
+      parsed = parseManifest(fetched.bytes, fetched.contentType, `manifest ${name}@${chosen.digest}`);
+      if (parsed.kind === "index") throw new FailedPreconditionError(`manifest ${name}@${chosen.digest}: nested image index is not supported`);
+    }
+    const { manifest } = parsed;
+    log.debug("resolved image", { ref: name, digest: fetched.digest, layers: manifest.layers.length });
+    return { reference, digest: fetched.digest, rootDigest: root.digest, manifest, manifestBytes: fetched.bytes, config: manifest.config, layers: manifest.layers };
+  }
+
+  /** The whole blob, verified against `digest`, or `range` of it (verified by the caller). */
+  async fetchBlob(ref: string | ImageReference, digest: string, range?: ByteRange): Promise<Buffer> {
+    const reference = toReference(ref);
+    validateDigest(digest);
+    if (range) {
+      validateRange(range);
+      if (range.length === 0) return Buffer.alloc(0);
+    }
+    const headers: Record<string, string> = range ? { range: rangeHeader(range.offset, range.length) } : {};
+    return this.#withEndpoints(reference, "pull", (endpoint) => {
+      const what = blobWhat(endpoint, reference, digest, range);
+      return this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { headers }, what, async (res) => {
+        await expectStatus(res, range ? [200, 206] : [200], what);
+        if (range) return readRange(res, range, what);
+        const bytes = await readBody(res, Number.POSITIVE_INFINITY, what);
+        verifyDigest(bytes, digest, what);
+        return bytes;
+      });
+    });
+  }
+
+  /**
+   * The blob from `offset` to its end, as a stream. From offset 0 the stream
+   * fails at its end unless the bytes match `digest`. The stream holds one of
+   * the client's request slots until it ends or is destroyed.
+   */
+  async blobStream(ref: string | ImageReference, digest: string, offset = 0): Promise<Readable> {
+    const reference = toReference(ref);
+    validateDigest(digest);
+    validateRange({ offset });
+    return this.#withEndpoints(reference, "pull", (endpoint) => {
+      const what = blobWhat(endpoint, reference, digest, offset > 0 ? { offset } : undefined);
+      const headers: Record<string, string> = offset > 0 ? { range: rangeHeader(offset) } : {};
+      return this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { headers }, what, async (res) => {
+        await expectStatus(res, offset > 0 ? [200, 206] : [200], what);
+        const skip = offset > 0 ? bytesToSkip(res.status, res.header("content-range"), offset, what) : 0;
+        const stage = offset === 0 ? new DigestVerifier(digest, what) : new SkipBytes(skip);
+        return pipeline(res.body, stage, () => undefined);
+      });
+    });
+  }
+
+  /** Size in bytes of a blob, from a HEAD request. */
+  async blobSize(ref: string | ImageReference, digest: string): Promise<number> {
+    const reference = toReference(ref);
+    validateDigest(digest);
+    return this.#withEndpoints(reference, "pull", (endpoint) => {
+      const what = blobWhat(endpoint, reference, digest);
+      return this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { method: "HEAD" }, what, async (res) => {
+        res.body.resume();
+        await expectStatus(res, [200], what);
+        const size = Number(res.header("content-length"));
+        if (!Number.isSafeInteger(size) || size < 0) throw new FailedPreconditionError(`${what}: HEAD response has no Content-Length`);
+        return size;
+      });
+    });
+  }
+
+  /** Closes idle connections; requests still running fail. */
+  async close(): Promise<void> {
+    await this.#transport.close();
+  }
+
+  async #fetchManifest(reference: ImageReference, tagOrDigest: string, capability: HostCapability): Promise<FetchedManifest> {
+    const byDigest = tagOrDigest.includes(":");
+    return this.#withEndpoints(reference, capability, (endpoint) => {
+      const what = `manifest ${reference.repository}${byDigest ? "@" : ":"}${tagOrDigest} at ${endpoint.host}`;
+      const init = { headers: { accept: MANIFEST_ACCEPT } };
+      return this.#request(endpoint, reference, `/${reference.repository}/manifests/${tagOrDigest}`, init, what, async (res) => {
+        await expectStatus(res, [200], what);
+        const bytes = await readBody(res, MAX_MANIFEST_BYTES, what);
+        const advertised = res.header("docker-content-digest");
+        const digest = byDigest ? tagOrDigest : advertised && validDigest(advertised) ? advertised : sha256Digest(bytes);
+        verifyDigest(bytes, digest, what);
+        return { digest, bytes, contentType: res.header("content-type") };
+      });
+    });
+  }
+
+  /** Tries `fn` on each endpoint with `capability`, mirrors first; throws the last failure. */
+  async #withEndpoints<T>(reference: ImageReference, capability: HostCapability, fn: (endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
+    const endpoints = (await this.#endpointsFor(reference.host)).filter((e) => e.capabilities.has(capability));
+    if (endpoints.length === 0) throw new UnavailableError(`${reference.host}: no configured host has the ${capability} capability`);
+    let lastError: unknown;
+    for (const endpoint of endpoints) {
+      try {
+        return await fn(endpoint);
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) throw err;
+        lastError = err;
+        if (endpoint !== endpoints[endpoints.length - 1]) log.info("registry host failed, trying the next", { host: endpoint.host, error: errorMessage(err) });
+      }
+    }
+    throw lastError;
+  }
+
+  #endpointsFor(host: string): Promise<RegistryEndpoint[]> {
+    let endpoints = this.#endpoints.get(host);
+    if (!endpoints) {
+      endpoints = loadHosts(host, this.#hostsDir);
+      this.#endpoints.set(host, endpoints);
+      endpoints.catch(() => this.#endpoints.delete(host));
+    }
+    return endpoints;
+  }
+
+  /** One API request with authorization: on a 401 it answers the challenge and retries once. */
+  async #request<T>(
+    endpoint: RegistryEndpoint,
+    reference: ImageReference,
+    path: string,
+    init: { method?: "GET" | "HEAD"; headers?: Record<string, string> },
+    what: string,
+    consume: (res: HttpResponse) => Promise<T>,
+  ): Promise<T> {
+    const authorizer = await this.#authorizer;
+    const scope = pullScope(reference.repository);
+    for (let attempt = 0; ; attempt++) {
+      const authorization = await authorizer.header(endpoint, scope);
+      let challenges: Challenge[] = [];
+      const headers = { ...endpoint.headers, ...init.headers, ...(authorization ? { authorization } : {}) };
+      const result = await this.#transport.send({ url: endpoint.url + path, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, what }, async (res) => {
+        if (res.status !== 401) return { value: await consume(res) };
+        challenges = parseWwwAuthenticate(res.headers["www-authenticate"]);
+        await res.body.dump();
+        return UNAUTHORIZED;
+      });
+      if (result !== UNAUTHORIZED) return result.value;
+      if (attempt > 0 || !authorizer.challenge(endpoint, challenges, scope)) {
+        throw new FailedPreconditionError(`${what}: unauthorized (HTTP 401)${authorization ? ": credentials rejected" : ""}`);
+      }
+    }
+  }
+}
+
+function blobWhat(endpoint: RegistryEndpoint, reference: ImageReference, digest: string, range?: { offset: number; length?: number }): string {
+  const span = range ? ` [${range.offset}, ${range.length === undefined ? "end" : range.offset + range.length})` : "";
+  return `blob ${digest}${span} of ${reference.repository} at ${endpoint.host}`;
+}
+
+function validDigest(digest: string): boolean {
+  try {
+    validateDigest(digest);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Maps unexpected statuses to errdefs kinds: 404 NotFound, 416 InvalidArgument, others FailedPrecondition. */
+async function expectStatus(res: HttpResponse, ok: number[], what: string): Promise<void> {
+  if (ok.includes(res.status)) return;
+  const detail = await errorDetail(res);
+  const suffix = detail ? `: ${detail}` : "";
+  if (res.status === 404) throw new NotFoundError(`${what}: not found${suffix}`);
+  if (res.status === 416) throw new InvalidArgumentError(`${what}: range not satisfiable${suffix}`);
+  if (res.status === 403) throw new FailedPreconditionError(`${what}: access denied (HTTP 403)${suffix}`);
+  throw new FailedPreconditionError(`${what}: unexpected HTTP ${res.status}${suffix}`);
+}
+
+/** Collects `range.length` bytes at `range.offset` from a 206, or from a 200 that ignored the range. */
+async function readRange(res: HttpResponse, range: ByteRange, what: string): Promise<Buffer> {
+  let skip = bytesToSkip(res.status, res.header("content-range"), range.offset, what);
+  const chunks: Buffer[] = [];
+  let have = 0;
+  for await (const data of res.body as AsyncIterable<Buffer>) {
+    let chunk = data;
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length);
+      skip -= n;
+      chunk = chunk.subarray(n);
+    }
+    const take = Math.min(chunk.length, range.length - have);
+    if (take > 0) chunks.push(chunk.subarray(0, take));
+    have += take;
+    if (have === range.length) break;
+  }
+  return Buffer.concat(chunks, have);
+}
