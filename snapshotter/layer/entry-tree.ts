@@ -1,0 +1,152 @@
+// The directory tree of one layer, built from its tar entries in order, shared
+// by the eStargz TOC and the tar index. Follows tar extraction semantics: a
+// later entry for the same path replaces the earlier one, parents missing from
+// the archive are implied (0755 root:root), hardlinks share their target's inode.
+import { InvalidArgumentError } from "../errdefs/errors.js";
+import { cleanPath, type EntryType, type LayerEntry } from "./layer-index.js";
+
+/** Entry attributes as read from tar or a TOC, plus the format's content locator. */
+export interface EntryInput<T> {
+  path: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  size: number;
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  xattrs: Record<string, Buffer>;
+  /** Where a regular file's bytes are; undefined for other types. */
+  content: T | undefined;
+}
+
+interface Node<T> {
+  input: EntryInput<T>;
+  children: Map<string, Node<T>> | undefined;
+  entry: LayerEntry | undefined;
+  ino: number;
+  links: number;
+  target: Node<T> | undefined;
+}
+
+const implicitDir = <T>(path: string): EntryInput<T> => ({
+  path, type: "dir", mode: 0o755, uid: 0, gid: 0, uname: "", gname: "", size: 0, mtime: 0,
+  linkname: "", devmajor: 0, devminor: 0, xattrs: {}, content: undefined,
+});
+
+export class EntryTree<T> {
+  readonly #nodes = new Map<string, Node<T>>();
+  readonly #root: Node<T>;
+  #nextIno = 1;
+
+  constructor(inputs: Iterable<EntryInput<T>>) {
+    this.#root = this.#newNode(implicitDir(""));
+    this.#nodes.set("", this.#root);
+    for (const raw of inputs) this.#add({ ...raw, path: cleanPath(raw.path) });
+    for (const node of this.#nodes.values()) this.#link(node);
+    for (const node of this.#nodes.values()) node.entry = this.#finish(node);
+  }
+
+  get(path: string): LayerEntry | undefined {
+    return this.#nodes.get(cleanPath(path))?.entry;
+  }
+
+  child(parentPath: string, name: string): LayerEntry | undefined {
+    return this.#nodes.get(cleanPath(parentPath))?.children?.get(name)?.entry;
+  }
+
+  /** Children in layer order, or undefined if `path` is not a directory. */
+  children(path: string): LayerEntry[] | undefined {
+    const node = this.#nodes.get(cleanPath(path));
+    if (!node?.children) return undefined;
+    return [...node.children.values()].map((n) => n.entry as LayerEntry);
+  }
+
+  *all(): Iterable<LayerEntry> {
+    for (const node of this.#nodes.values()) yield node.entry as LayerEntry;
+  }
+
+  /** The regular file behind `path` (following hardlinks) with its content locator. */
+  content(path: string): { entry: LayerEntry; content: T | undefined } | undefined {
+    let node = this.#nodes.get(cleanPath(path));
+    if (node?.target) node = node.target;
+    if (!node || node.input.type !== "file") return undefined;
+    return { entry: node.entry as LayerEntry, content: node.input.content };
+  }
+
+  #newNode(input: EntryInput<T>): Node<T> {
+    return {
+      input,
+      children: input.type === "dir" ? new Map() : undefined,
+      entry: undefined,
+      ino: this.#nextIno++,
+      links: 1,
+      target: undefined,
+    };
+  }
+
+  #add(input: EntryInput<T>): void {
+    if (input.path === "") {
+      if (input.type === "dir") this.#root.input = input;
+      return;
+    }
+    const slash = input.path.lastIndexOf("/");
+    const parent = this.#dir(slash < 0 ? "" : input.path.slice(0, slash));
+    const name = input.path.slice(slash + 1);
+    const old = this.#nodes.get(input.path);
+    if (old && old.input.type === "dir" && input.type === "dir") {
+      old.input = input; // re-stating a directory changes attributes, keeps contents
+      return;
+    }
+    if (old) this.#forget(old);
+    const node = this.#newNode(input);
+    this.#nodes.set(input.path, node);
+    parent.children?.set(name, node);
+  }
+
+  /** The directory node at `path`, created (with parents) if missing. */
+  #dir(path: string): Node<T> {
+    const existing = this.#nodes.get(path);
+    if (existing?.children) return existing;
+    this.#add(implicitDir(path));
+    return this.#nodes.get(path) as Node<T>;
+  }
+
+  #forget(node: Node<T>): void {
+    this.#nodes.delete(node.input.path);
+    for (const child of node.children?.values() ?? []) this.#forget(child);
+  }
+
+  #link(node: Node<T>): void {
+    if (node.input.type !== "hardlink") return;
+    const seen = new Set<Node<T>>([node]);
+    let target = this.#nodes.get(cleanPath(node.input.linkname));
+    while (target?.input.type === "hardlink" && !seen.has(target)) {
+      seen.add(target);
+      target = this.#nodes.get(cleanPath(target.input.linkname));
+    }
+    if (!target || target.input.type === "hardlink" || target.input.type === "dir") {
+      throw new InvalidArgumentError(`hardlink ${node.input.path} -> ${node.input.linkname}: target is not in this layer`);
+    }
+    node.target = target;
+    target.links++;
+  }
+
+  #finish(node: Node<T>): LayerEntry {
+    const i = node.input;
+    const inode = node.target ?? node;
+    let nlink = inode.links;
+    if (node.children) nlink = 2 + [...node.children.values()].filter((c) => c.children).length;
+    return Object.freeze({
+      path: i.path, type: i.type, mode: i.mode & 0o7777, uid: i.uid, gid: i.gid, uname: i.uname, gname: i.gname,
+      size: node.target ? node.target.input.size : i.size,
+      mtime: i.mtime, linkname: i.type === "hardlink" ? cleanPath(i.linkname) : i.linkname,
+      devmajor: i.devmajor, devminor: i.devminor, xattrs: Object.freeze({ ...i.xattrs }),
+      ino: inode.ino, nlink,
+    });
+  }
+}

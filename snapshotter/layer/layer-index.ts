@@ -1,0 +1,102 @@
+// What the FUSE layer sees of one image layer, whatever its format (eStargz
+// TOC or a seekable index over a plain tar/tar+gzip/tar+zstd blob): the tar
+// entries as a tree, and verified reads of file bytes fetched by range from
+// the layer blob. After stargz-snapshotter's metadata.Reader.
+import { InternalError } from "../errdefs/errors.js";
+
+/** Range reads of one compressed layer blob (registry, peer, or cache). */
+export interface BlobSource {
+  /** Total blob size in bytes. */
+  readonly size: number;
+  /** Bytes [offset, offset+length) of the blob; may return fewer only at the end. */
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
+
+/** One tar entry, as stored in the layer. Whiteouts stay raw (see below). */
+export interface LayerEntry {
+  /** Clean path from the layer root: no leading "/" or "./", no trailing "/"; "" is the root. */
+  readonly path: string;
+  readonly type: EntryType;
+  /** Permission bits plus setuid/setgid/sticky (tar mode & 0o7777). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly uname: string;
+  readonly gname: string;
+  /** Logical size in bytes (regular files; hardlinks report their target's size). */
+  readonly size: number;
+  /** Modification time, seconds since the epoch (PAX times may be fractional). */
+  readonly mtime: number;
+  /** Symlink target as stored, or the clean path a hardlink points to; "" otherwise. */
+  readonly linkname: string;
+  readonly devmajor: number;
+  readonly devminor: number;
+  /** Extended attributes from PAX `SCHILY.xattr.*` records; values are raw bytes. */
+  readonly xattrs: Readonly<Record<string, Buffer>>;
+  /** Inode number unique within the layer; a hardlink shares its target's. */
+  readonly ino: number;
+  /** Number of names for the inode (files: hardlinks + 1; dirs: 2 + subdirectories). */
+  readonly nlink: number;
+}
+
+/** A verification unit of a file: reads are fetched and checked whole-unit. */
+export interface FileChunk {
+  /** Offset of the chunk in the file. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** One layer's entries and verified file reads; all paths as in LayerEntry.path. */
+export interface LayerIndex {
+  /** Digest of the compressed layer blob, named in every error. */
+  readonly digest: string;
+  /** The entry at `path`, or undefined. */
+  getAttr(path: string): LayerEntry | undefined;
+  /** The child `name` of directory `parentPath`, or undefined. */
+  lookup(parentPath: string, name: string): LayerEntry | undefined;
+  /** Children of a directory, in layer order. Throws NotFoundError / FailedPreconditionError. */
+  readdir(path: string): readonly LayerEntry[];
+  /** Every entry in layer order (the root first). */
+  entries(): Iterable<LayerEntry>;
+  /**
+   * Bytes [offset, offset+length) of a regular file (hardlinks read their
+   * target), clipped at the end of the file. Every byte is verified against a
+   * digest before it is returned; a mismatch throws LayerVerificationError.
+   */
+  readFile(path: string, offset: number, length: number): Promise<Buffer>;
+  /** The verification unit holding `offset` of a file, so callers can align prefetches. */
+  chunkFor(path: string, offset: number): FileChunk | undefined;
+}
+
+/** Whiteout prefix: `dir/.wh.name` hides `dir/name` of lower layers (OCI image spec). */
+export const WHITEOUT_PREFIX = ".wh.";
+/** Opaque marker: `dir/.wh..wh..opq` hides everything lower layers had in `dir`. */
+export const OPAQUE_MARKER = ".wh..wh..opq";
+
+export const isOpaqueMarker = (name: string): boolean => name === OPAQUE_MARKER;
+export const isWhiteout = (name: string): boolean => name.startsWith(WHITEOUT_PREFIX) && name !== OPAQUE_MARKER;
+/** The name a whiteout hides (`.wh.foo` -> `foo`). */
+export const whiteoutTarget = (name: string): string => name.slice(WHITEOUT_PREFIX.length);
+
+/** Bytes of a layer did not match their digest; the layer must not be served (EIO). */
+export class LayerVerificationError extends InternalError {
+  constructor(
+    readonly layerDigest: string,
+    detail: string,
+  ) {
+    super(`layer ${layerDigest}: verification failed: ${detail}`);
+  }
+}
+
+/** Canonical entry path: strips "./", leading and trailing slashes, and empty or "." parts. */
+export function cleanPath(p: string): string {
+  const parts: string[] = [];
+  for (const part of p.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return parts.join("/");
+}

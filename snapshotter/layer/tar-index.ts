@@ -1,0 +1,144 @@
+// Builds the seekable index of a plain OCI layer (tar, tar+gzip, tar+zstd)
+// while streaming the blob once: tar entry offsets in the uncompressed stream,
+// access points every `spanSize` uncompressed bytes (see decoders.ts), and a
+// sha256 per compressed span between access points, so any later reader can
+// fetch just the spans a file needs, by Range, and verify them. The whole
+// blob is checked against the layer digest at the end of this first stream;
+// an index is only returned for a blob that matched.
+import { createHash, type Hash } from "node:crypto";
+import { InvalidArgumentError } from "../errdefs/errors.js";
+import { logger } from "../util/trace.js";
+import { compressionOf, indexingDecoder, type AccessPoint, type Compression } from "./decoders.js";
+import { LayerVerificationError } from "./layer-index.js";
+import { TarScanner, type TarRecord } from "./tar-scanner.js";
+
+const log = logger("layer");
+
+export const TAR_INDEX_VERSION = 1;
+export const DEFAULT_SPAN_SIZE = 4 << 20;
+
+/** Compressed bytes [start, end) decode, from access point (in, bits, out, window), to uncompressed [out, next span's out). */
+export interface IndexSpan extends AccessPoint {
+  start: number;
+  end: number;
+  /** sha256 of compressed bytes [start, end). */
+  digest: string;
+}
+
+export interface TarIndex {
+  version: typeof TAR_INDEX_VERSION;
+  /** Digest of the compressed layer blob this index describes. */
+  digest: string;
+  mediaType: string;
+  compression: Compression;
+  blobSize: number;
+  /** sha256 of the uncompressed tar (the layer's diff ID). */
+  diffId: string;
+  uncompressedSize: number;
+  spanSize: number;
+  spans: IndexSpan[];
+  entries: TarRecord[];
+}
+
+export interface BuildOptions {
+  /** The layer digest the blob must match. */
+  digest: string;
+  mediaType: string;
+  /** Uncompressed distance between access points; default 4 MiB. */
+  spanSize?: number;
+  /** Sees the uncompressed stream as it is decoded, so reads can be served during the first stream. */
+  onData?: (offset: number, data: Buffer) => void;
+}
+
+/** Hashes compressed spans as the blob streams past, cutting at each access point after the first. */
+class SpanHasher {
+  readonly starts: number[] = [0];
+  readonly digests: string[] = [];
+  #hash: Hash = createHash("sha256");
+  #pos = 0;
+  #lastByte = 0;
+  #first = true;
+
+  consume(chunk: Buffer, points: readonly AccessPoint[]): void {
+    let rel = 0;
+    for (const p of points) {
+      if (this.#first) {
+        this.#first = false; // span 0 starts at byte 0 whatever its decode point
+        continue;
+      }
+      const cut = p.in - this.#pos;
+      this.#hash.update(chunk.subarray(rel, cut));
+      rel = cut;
+      this.digests.push(`sha256:${this.#hash.digest("hex")}`);
+      this.#hash = createHash("sha256");
+      if (p.bits) {
+        // the byte holding the point's leftover bits belongs to both spans
+        this.#hash.update(Buffer.of(cut > 0 ? (chunk[cut - 1] as number) : this.#lastByte));
+      }
+      this.starts.push(p.in - (p.bits ? 1 : 0));
+    }
+    this.#hash.update(chunk.subarray(rel));
+    this.#pos += chunk.length;
+    if (chunk.length > 0) this.#lastByte = chunk[chunk.length - 1] as number;
+  }
+
+  finish(): void {
+    this.digests.push(`sha256:${this.#hash.digest("hex")}`);
+  }
+}
+
+/** Streams `blob` once and returns its verified index. Throws LayerVerificationError on a digest mismatch. */
+export async function buildTarIndex(blob: AsyncIterable<Uint8Array>, opts: BuildOptions): Promise<TarIndex> {
+  const started = Date.now();
+  const compression = compressionOf(opts.mediaType);
+  const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
+  const decoder = indexingDecoder(compression, spanSize);
+  const blobHash = createHash("sha256");
+  const diffHash = createHash("sha256");
+  const scanner = new TarScanner();
+  const hasher = new SpanHasher();
+  const points: AccessPoint[] = [];
+  const entries: TarRecord[] = [];
+  let blobSize = 0;
+  let outSize = 0;
+
+  const take = (chunk: Buffer | undefined, progress: { outputs: Buffer[]; points: AccessPoint[] }): void => {
+    if (chunk) hasher.consume(chunk, progress.points);
+    points.push(...progress.points);
+    for (const out of progress.outputs) {
+      diffHash.update(out);
+      opts.onData?.(outSize, out);
+      outSize += out.length;
+      for (const rec of scanner.push(out)) entries.push(rec);
+    }
+  };
+  for await (const piece of blob) {
+    const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    blobHash.update(chunk);
+    blobSize += chunk.length;
+    take(chunk, decoder.write(chunk));
+  }
+  const tail = decoder.end();
+  if (tail.points.length > 0) hasher.consume(Buffer.alloc(0), tail.points);
+  take(undefined, { outputs: tail.outputs, points: tail.points });
+  hasher.finish();
+
+  const actual = `sha256:${blobHash.digest("hex")}`;
+  if (actual !== opts.digest) throw new LayerVerificationError(opts.digest, `blob digest is ${actual}`);
+  if (!scanner.atBoundary) throw new InvalidArgumentError(`layer ${opts.digest}: tar stream truncated`);
+
+  const spans = points.map((p, i): IndexSpan => ({
+    ...p,
+    start: hasher.starts[i] as number,
+    end: i + 1 < points.length ? (points[i + 1] as AccessPoint).in : blobSize,
+    digest: hasher.digests[i] as string,
+  }));
+  const ms = Date.now() - started;
+  log.debug("indexed layer", {
+    digest: opts.digest, compression, entries: entries.length, spans: spans.length, blobSize, uncompressed: outSize, ms,
+  });
+  return {
+    version: TAR_INDEX_VERSION, digest: opts.digest, mediaType: opts.mediaType, compression, blobSize,
+    diffId: `sha256:${diffHash.digest("hex")}`, uncompressedSize: outSize, spanSize, spans, entries,
+  };
+}

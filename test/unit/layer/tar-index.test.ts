@@ -1,0 +1,199 @@
+import { describe, it, expect, beforeAll } from "vitest";
+import { gzipSync } from "node:zlib";
+import { compress as zstdCompress } from "zstd-napi";
+import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
+import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
+import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
+import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
+import { LayerVerificationError } from "../../../snapshotter/layer/layer-index.js";
+import { isNotFound } from "../../../snapshotter/errdefs/errors.js";
+import { chunks, countingSource, joinTars, noise, rawTar, sha256 } from "./helpers.js";
+
+const MiB = 1 << 20;
+const SPAN = 1 * MiB;
+const MEDIA = {
+  gzip: "application/vnd.oci.image.layer.v1.tar+gzip",
+  zstd: "application/vnd.oci.image.layer.v1.tar+zstd",
+  none: "application/vnd.oci.image.layer.v1.tar",
+} as const;
+type Kind = keyof typeof MEDIA;
+
+const files: Record<string, Buffer> = {
+  "etc/hostname": Buffer.from("augur\n"),
+  "usr/bin/big": noise(24 * MiB, 7),
+  "usr/lib/medium.so": noise(3 * MiB + 123, 3),
+  "usr/share/doc/empty": Buffer.alloc(0),
+  "opt/after-big.txt": Buffer.from("small file after the big one\n"),
+};
+
+const entries: LayerEntry[] = [
+  { type: "dir", path: "etc" },
+  { type: "file", path: "etc/hostname", content: files["etc/hostname"] as Buffer },
+  { type: "dir", path: "usr/bin", mode: 0o750, uid: 10, gid: 20 },
+  { type: "file", path: "usr/bin/big", content: files["usr/bin/big"] as Buffer, mode: 0o755 },
+  { type: "file", path: "usr/lib/medium.so", content: files["usr/lib/medium.so"] as Buffer },
+  { type: "file", path: "usr/share/doc/empty", content: Buffer.alloc(0) },
+  { type: "link", path: "usr/bin/big-again", target: "usr/bin/big" },
+  { type: "symlink", path: "usr/bin/alias", target: "big" },
+  { type: "whiteout", path: "var/cache/old" },
+  { type: "opaque", path: "var/lib" },
+  { type: "file", path: "opt/after-big.txt", content: files["opt/after-big.txt"] as Buffer },
+];
+
+async function extras(): Promise<Buffer> {
+  const mtime = new Date("2024-01-01T00:00:00Z");
+  return rawTar([
+    { header: { name: "dev/null", type: "character-device", devmajor: 1, devminor: 3, mode: 0o666, mtime } },
+    { header: { name: "dev/sda", type: "block-device", devmajor: 8, devminor: 0, mode: 0o660, mtime } },
+    { header: { name: "run/fifo", type: "fifo", mode: 0o600, mtime } },
+    {
+      header: { name: "bin/ping", size: 4, mode: 0o755, mtime, pax: { "SCHILY.xattr.security.capability": "cap", "SCHILY.xattr.user.note": "héllo" } },
+      content: Buffer.from("ping"),
+    },
+    { header: { name: `deep/${"d".repeat(120)}/${"n".repeat(150)}.txt`, size: 3, mtime }, content: Buffer.from("abc") },
+  ]);
+}
+
+function compress(kind: Kind, t: Buffer): Buffer {
+  if (kind === "gzip") return gzipSync(t);
+  if (kind === "zstd") return zstdCompress(t);
+  return t;
+}
+
+async function index(blob: Buffer, kind: Kind, spanSize = SPAN): Promise<TarIndex> {
+  return buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA[kind], spanSize });
+}
+
+let tarball: Buffer;
+beforeAll(async () => {
+  tarball = joinTars(await layerTar(entries), await extras());
+});
+
+describe.each(["gzip", "zstd", "none"] as const)("tar index over %s", (kind) => {
+  let blob: Buffer;
+  let idx: TarIndex;
+  beforeAll(async () => {
+    blob = compress(kind, tarball);
+    idx = await index(blob, kind);
+  });
+
+  it("records the layer: digests, sizes, spans", () => {
+    expect(idx.version).toBe(1);
+    expect(idx.diffId).toBe(sha256(tarball));
+    expect(idx.uncompressedSize).toBe(tarball.length);
+    expect(idx.blobSize).toBe(blob.length);
+    if (kind === "zstd") expect(idx.spans).toHaveLength(1); // one frame: one span
+    else expect(idx.spans.length).toBeGreaterThan(20);
+    expect(idx.spans[0]?.start).toBe(0);
+    expect(idx.spans.at(-1)?.end).toBe(blob.length);
+  });
+
+  it("serves every file byte-exact", async () => {
+    const layer = new TarLayerIndex(idx, countingSource(blob));
+    for (const [path, content] of Object.entries(files)) {
+      expect(layer.getAttr(path)?.size).toBe(content.length);
+      expect((await layer.readFile(path, 0, content.length + 10)).equals(content)).toBe(true);
+    }
+    const big = files["usr/bin/big"] as Buffer;
+    for (const [off, len] of [[0, 1], [SPAN - 3, 10], [5 * MiB + 7, 2 * MiB], [big.length - 5, 100]] as const) {
+      expect((await layer.readFile("usr/bin/big", off, len)).equals(big.subarray(off, off + len))).toBe(true);
+    }
+    expect((await layer.readFile("usr/bin/big-again", 100, 50)).equals(big.subarray(100, 150))).toBe(true);
+    expect((await layer.readFile("bin/ping", 0, 10)).toString()).toBe("ping");
+  });
+
+  it("fetches only the spans a read needs", async () => {
+    const src = countingSource(blob);
+    const layer = new TarLayerIndex(idx, src);
+    await layer.readFile("opt/after-big.txt", 0, 100);
+    if (kind === "zstd") {
+      expect(src.requested).toBe(blob.length); // a single frame cannot be entered midway
+    } else {
+      expect(src.requested).toBeLessThan(blob.length / 8);
+      const before = src.requested;
+      await layer.readFile("usr/bin/big", 10 * MiB, 4096);
+      expect(src.requested - before).toBeLessThanOrEqual(2 * SPAN + 64 * 1024);
+    }
+  });
+
+  it("throws on corrupted bytes and never returns them", async () => {
+    const bad = Buffer.from(blob);
+    const at = Math.floor(blob.length / 2);
+    bad[at] = (bad[at] as number) ^ 0xff;
+    const layer = new TarLayerIndex(idx, countingSource(bad));
+    const big = files["usr/bin/big"] as Buffer;
+    // find a file range stored around the corrupted byte: the big file spans the middle
+    const reads = [0, 4, 8, 12, 16, 20].map((m) => layer.readFile("usr/bin/big", m * MiB, 4 * MiB).then(
+      (b) => ({ ok: b.equals(big.subarray(m * MiB, m * MiB + 4 * MiB)) }),
+      (e: unknown) => ({ err: e }),
+    ));
+    const results = await Promise.all(reads);
+    const errs = results.filter((r) => "err" in r);
+    expect(errs.length).toBeGreaterThan(0);
+    for (const r of results) {
+      if ("err" in r) {
+        expect(r.err).toBeInstanceOf(LayerVerificationError);
+        expect(String(r.err)).toContain(idx.digest);
+      } else expect(r.ok).toBe(true);
+    }
+    await expect(buildTarIndex(chunks(bad), { digest: idx.digest, mediaType: MEDIA[kind], spanSize: SPAN })).rejects.toThrow();
+  });
+
+  it("round-trips through serialisation, checked by digest", async () => {
+    const { bytes, digest } = serializeTarIndex(idx);
+    const again = parseTarIndex(bytes, digest);
+    expect(serializeTarIndex(again).digest).toBe(digest);
+    const layer = new TarLayerIndex(again, countingSource(blob));
+    expect((await layer.readFile("usr/lib/medium.so", 1000, 5000)).equals((files["usr/lib/medium.so"] as Buffer).subarray(1000, 6000))).toBe(true);
+    const tampered = Buffer.from(bytes);
+    tampered[20] = (tampered[20] as number) ^ 1;
+    expect(() => parseTarIndex(tampered, digest)).toThrow(LayerVerificationError);
+  });
+});
+
+describe("tar index entries", () => {
+  let layer: TarLayerIndex;
+  beforeAll(async () => {
+    const blob = gzipSync(tarball);
+    layer = new TarLayerIndex(await index(blob, "gzip"), countingSource(blob));
+  });
+
+  it("exposes every entry type and attribute", () => {
+    expect(layer.getAttr("")?.type).toBe("dir");
+    expect(layer.getAttr("usr/bin")).toMatchObject({ type: "dir", mode: 0o750, uid: 10, gid: 20 });
+    expect(layer.getAttr("usr")).toMatchObject({ type: "dir", mode: 0o755 }); // implied parent
+    expect(layer.getAttr("usr/bin/big")).toMatchObject({ type: "file", mode: 0o755, mtime: 1704067200, nlink: 2 });
+    const link = layer.getAttr("usr/bin/big-again");
+    expect(link).toMatchObject({ type: "hardlink", linkname: "usr/bin/big", size: 24 * MiB, nlink: 2 });
+    expect(link?.ino).toBe(layer.getAttr("usr/bin/big")?.ino);
+    expect(layer.getAttr("usr/bin/alias")).toMatchObject({ type: "symlink", linkname: "big" });
+    expect(layer.getAttr("dev/null")).toMatchObject({ type: "char", devmajor: 1, devminor: 3, mode: 0o666 });
+    expect(layer.getAttr("dev/sda")).toMatchObject({ type: "block", devmajor: 8, devminor: 0 });
+    expect(layer.getAttr("run/fifo")?.type).toBe("fifo");
+    const ping = layer.getAttr("bin/ping");
+    expect(ping?.xattrs["security.capability"]?.toString()).toBe("cap");
+    expect(ping?.xattrs["user.note"]?.toString()).toBe("héllo");
+    expect(layer.getAttr(`deep/${"d".repeat(120)}/${"n".repeat(150)}.txt`)?.size).toBe(3);
+  });
+
+  it("keeps whiteouts and opaque markers as raw names", () => {
+    expect(layer.lookup("var/cache", ".wh.old")?.type).toBe("file");
+    expect(layer.lookup("var/lib", ".wh..wh..opq")?.type).toBe("file");
+    expect(layer.readdir("var/lib").map((e) => e.path)).toEqual(["var/lib/.wh..wh..opq"]);
+    expect(layer.readdir("usr/bin").map((e) => e.path.split("/").pop())).toEqual(["big", "big-again", "alias"]);
+  });
+
+  it("answers NotFound for missing paths", async () => {
+    expect(layer.getAttr("nope")).toBeUndefined();
+    expect(() => layer.readdir("nope")).toThrow();
+    await expect(layer.readFile("nope", 0, 1)).rejects.toSatisfy(isNotFound);
+  });
+
+  it("chunkFor names the verified unit around an offset", () => {
+    const c = layer.chunkFor("usr/bin/big", 10 * MiB);
+    expect(c).toBeDefined();
+    expect(c!.offset).toBeLessThanOrEqual(10 * MiB);
+    expect(c!.offset + c!.length).toBeGreaterThan(10 * MiB);
+    expect(c!.length).toBeLessThanOrEqual(SPAN + 64 * 1024);
+  });
+});
