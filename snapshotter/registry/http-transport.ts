@@ -16,7 +16,7 @@ export interface TransportOptions {
   concurrency?: number;
   /** Longest wait for connect, for response headers, and between two body chunks, in ms. Default 30 s. */
   timeoutMs?: number;
-  /** Retries after the first attempt for transient failures. Default 4. */
+  /** Retries after the first attempt for transient failures (and resumes of a broken stream). Default 4. */
   retries?: number;
   /** First backoff delay in ms, doubled every retry (with jitter), capped by maxBackoffMs. Default 200. */
   backoffMs?: number;
@@ -25,6 +25,8 @@ export interface TransportOptions {
   maxRedirections?: number;
   userAgent?: string;
 }
+
+export const DEFAULT_RETRIES = 4;
 
 export interface HttpRequest {
   url: string;
@@ -85,7 +87,7 @@ export class HttpTransport {
   constructor(options: TransportOptions = {}) {
     this.#limit = pLimit(options.concurrency ?? 8);
     this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#retries = options.retries ?? 4;
+    this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#backoffMs = options.backoffMs ?? 200;
     this.#maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.#userAgent = options.userAgent ?? "augur";

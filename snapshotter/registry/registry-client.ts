@@ -10,8 +10,9 @@ import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } fr
 import { loadDockerCredentials, type CredentialStore } from "./credentials.js";
 import { DigestVerifier, sha256Digest, verifyDigest } from "./digest.js";
 import { DEFAULT_HOSTS_DIR, loadHosts, type HostCapability, type RegistryEndpoint } from "./hosts.js";
-import { HttpTransport, errorDetail, readBody, type HttpResponse, type TransportOptions } from "./http-transport.js";
+import { DEFAULT_RETRIES, HttpTransport, errorDetail, readBody, type HttpResponse, type TransportOptions } from "./http-transport.js";
 import { MANIFEST_ACCEPT, parseManifest, parsePlatform, selectManifest, type Descriptor, type ImageManifest, type Platform } from "./manifest.js";
+import { resumingStream } from "./resuming-stream.js";
 import { formatReference, toReference, validateDigest, type ImageReference } from "./reference.js";
 import { parseWwwAuthenticate, type Challenge } from "./www-authenticate.js";
 
@@ -57,10 +58,12 @@ export class RegistryClient {
   readonly #authorizer: Promise<Authorizer>;
   readonly #hostsDir: string;
   readonly #endpoints = new Map<string, Promise<RegistryEndpoint[]>>();
+  readonly #resumes: number;
 
   constructor(options: RegistryClientOptions = {}) {
     this.#transport = new HttpTransport(options);
     this.#hostsDir = options.hostsDir ?? DEFAULT_HOSTS_DIR;
+    this.#resumes = options.retries ?? DEFAULT_RETRIES;
     const credentials = options.credentials ? Promise.resolve(options.credentials) : loadDockerCredentials(options.dockerConfig);
     this.#authorizer = credentials.then((c) => new Authorizer(this.#transport, c));
     this.#authorizer.catch(() => undefined);
@@ -108,22 +111,31 @@ export class RegistryClient {
   }
 
   /**
-   * The blob from `offset` to its end, as a stream. From offset 0 the stream
-   * fails at its end unless the bytes match `digest`. The stream holds one of
-   * the client's request slots until it ends or is destroyed.
+   * The blob from `offset` to its end, as a stream. A connection that drops
+   * midway is resumed with a Range request. From offset 0 the stream fails at
+   * its end unless the bytes match `digest`. The stream holds one of the
+   * client's request slots until it ends or is destroyed.
    */
   async blobStream(ref: string | ImageReference, digest: string, offset = 0): Promise<Readable> {
     const reference = toReference(ref);
     validateDigest(digest);
     validateRange({ offset });
+    const first = await this.#openBlob(reference, digest, offset);
+    const open = async (from: number): Promise<Readable> => (await this.#openBlob(reference, digest, from)).body;
+    const joined = resumingStream(first.body, offset, open, this.#resumes, first.what);
+    return offset === 0 ? pipeline(joined, new DigestVerifier(digest, first.what), () => undefined) : joined;
+  }
+
+  /** The blob's bytes from `offset`, unverified, and what to call them in errors. */
+  async #openBlob(reference: ImageReference, digest: string, offset: number): Promise<{ body: Readable; what: string }> {
     return this.#withEndpoints(reference, "pull", (endpoint) => {
       const what = blobWhat(endpoint, reference, digest, offset > 0 ? { offset } : undefined);
       const headers: Record<string, string> = offset > 0 ? { range: rangeHeader(offset) } : {};
       return this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { headers }, what, async (res) => {
         await expectStatus(res, offset > 0 ? [200, 206] : [200], what);
         const skip = offset > 0 ? bytesToSkip(res.status, res.header("content-range"), offset, what) : 0;
-        const stage = offset === 0 ? new DigestVerifier(digest, what) : new SkipBytes(skip);
-        return pipeline(res.body, stage, () => undefined);
+        const body: Readable = skip > 0 ? pipeline(res.body, new SkipBytes(skip), () => undefined) : res.body;
+        return { body, what };
       });
     });
   }

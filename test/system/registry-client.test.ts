@@ -261,6 +261,29 @@ describe("RegistryClient against fake registries", () => {
     expect(err.message).toMatch(/credentials rejected/);
   });
 
+  it("trades an identitytoken for an access token with an OAuth2 refresh_token POST", async () => {
+    const forms: URLSearchParams[] = [];
+    let registryUrl = "";
+    const fake = await fakeServer((req, res) => {
+      if (req.url === "/oauth") {
+        let body = "";
+        req.on("data", (c: Buffer) => (body += c.toString()));
+        req.on("end", () => {
+          const form = new URLSearchParams(body);
+          forms.push(form);
+          const ok = req.method === "POST" && form.get("grant_type") === "refresh_token" && form.get("refresh_token") === "rt-42";
+          res.writeHead(ok ? 200 : 401).end(ok ? JSON.stringify({ access_token: "acc-9", expires_in: 60 }) : "{}");
+        });
+      } else if (req.headers.authorization !== "Bearer acc-9") {
+        res.writeHead(401, { "www-authenticate": `Bearer realm="${registryUrl}/oauth",service="svc"` }).end();
+      } else res.writeHead(200, { "content-length": blob.length }).end(blob);
+    });
+    registryUrl = fake.url;
+    const c = client({ credentials: () => ({ identityToken: "rt-42" }) });
+    expect((await c.fetchBlob(`${fake.host}/demo`, digest)).equals(blob)).toBe(true);
+    expect(forms.map((f) => [f.get("service"), f.get("scope")])).toEqual([["svc", "repository:demo:pull"]]);
+  });
+
   it("answers a basic challenge with credentials, and fails clearly without them", async () => {
     const expected = `Basic ${Buffer.from("bob:pw").toString("base64")}`;
     const fake = await fakeServer((req, res) => {
@@ -331,6 +354,30 @@ describe("RegistryClient against fake registries", () => {
     const c = client();
     expect((await c.fetchBlob(`${fake.host}/demo`, digest, { offset: 70_000, length: 1234 })).equals(blob.subarray(70_000, 71_234))).toBe(true);
     expect((await collect(await c.blobStream(`${fake.host}/demo`, digest, 150_000))).equals(blob.subarray(150_000))).toBe(true);
+  });
+
+  it("resumes a stream whose connection drops midway with a Range request, and still verifies the digest", async () => {
+    const ranges: (string | undefined)[] = [];
+    const fake = await fakeServer((req, res) => {
+      ranges.push(req.headers.range);
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? "")?.[1] ?? 0);
+      const rest = blob.subarray(from);
+      res.writeHead(from > 0 ? 206 : 200, { "content-length": rest.length, ...(from > 0 ? { "content-range": `bytes ${from}-${blob.length - 1}/${blob.length}` } : {}) });
+      if (ranges.length > 2) {
+        res.end(rest);
+        return;
+      }
+      res.write(rest.subarray(0, 50_000), () => setTimeout(() => req.socket.destroy(), 20));
+    });
+    const whole = await collect(await client({ retries: 3 }).blobStream(`${fake.host}/demo`, digest));
+    expect(whole.equals(blob)).toBe(true);
+    expect(ranges).toEqual([undefined, "bytes=50000-", "bytes=100000-"]);
+    const fromOffset = await collect(await client({ retries: 3 }).blobStream(`${fake.host}/demo`, digest, 1000));
+    expect(fromOffset.equals(blob.subarray(1000))).toBe(true);
+
+    ranges.length = 0;
+    const err = await rejection(collect(await client({ retries: 1 }).blobStream(`${fake.host}/demo`, digest)));
+    expect(err.message).toMatch(/other side closed|socket/i);
   });
 
   it("keeps at most `concurrency` requests in flight", async () => {
