@@ -1,0 +1,234 @@
+// LayerIndex over an eStargz blob: the tree comes from the TOC, and a read
+// fetches only the gzip members of the chunks it covers (adjacent chunks in
+// one Range read), decompresses each and checks it against its chunkDigest
+// before any byte is returned. The `.prefetch.landmark` entry marks the end of
+// the files the image builder prioritised; `.no.prefetch.landmark` says there
+// are none. Landmarks are reported in `prefetch`, not shown as files (as
+// stargz-snapshotter hides them).
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { LRUCache } from "lru-cache";
+import { FailedPreconditionError, NotFoundError, UnavailableError } from "../errdefs/errors.js";
+import { EntryTree, type EntryInput } from "./entry-tree.js";
+import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
+import { cleanPath, LayerVerificationError, type BlobSource, type EntryType, type FileChunk, type LayerEntry, type LayerIndex } from "./layer-index.js";
+
+export const PREFETCH_LANDMARK = ".prefetch.landmark";
+export const NO_PREFETCH_LANDMARK = ".no.prefetch.landmark";
+
+/** A chunk of a file: file bytes [offset, offset+size) are bytes [inner, inner+size) of the gzip member at blob [gzStart, gzEnd). */
+export interface EStargzChunk {
+  offset: number;
+  size: number;
+  gzStart: number;
+  gzEnd: number;
+  inner: number;
+  digest: string | undefined;
+}
+
+export interface PrefetchInfo {
+  landmark: "prefetch" | "no-prefetch" | "none";
+  /** Regular files before the landmark, in blob order: what the builder prioritised. */
+  entries: string[];
+  /** Blob bytes [0, size) hold the prioritised files; 0 without a prefetch landmark. */
+  size: number;
+}
+
+const TYPES: Record<string, EntryType> = {
+  dir: "dir", reg: "file", symlink: "symlink", hardlink: "hardlink", char: "char", block: "block", fifo: "fifo",
+};
+
+export class EStargzLayerIndex implements LayerIndex {
+  readonly digest: string;
+  readonly tocDigest: string;
+  readonly prefetch: PrefetchInfo;
+  /** Compressed bytes requested from the blob for file reads. */
+  fetchedBytes = 0;
+  readonly #blob: BlobSource;
+  readonly #tree: EntryTree<EStargzChunk[]>;
+  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 64 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
+  readonly #inflight = new Map<string, Promise<Buffer>>();
+
+  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc) {
+    this.digest = digest;
+    this.tocDigest = loaded.tocDigest;
+    this.#blob = blob;
+    const { inputs, prefetch } = fromToc(loaded.toc.entries, loaded.footer.tocOffset);
+    this.prefetch = prefetch;
+    this.#tree = new EntryTree(inputs);
+  }
+
+  /** Opens an eStargz layer; `tocDigest` is the layer's toc.digest annotation when the manifest has one. */
+  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string }): Promise<EStargzLayerIndex> {
+    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest));
+  }
+
+  getAttr(path: string): LayerEntry | undefined {
+    return this.#tree.get(path);
+  }
+
+  lookup(parentPath: string, name: string): LayerEntry | undefined {
+    return this.#tree.child(parentPath, name);
+  }
+
+  readdir(path: string): readonly LayerEntry[] {
+    const children = this.#tree.children(path);
+    if (children) return children;
+    if (this.#tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a directory`);
+    throw new NotFoundError(`layer ${this.digest}: ${path} not found`);
+  }
+
+  entries(): Iterable<LayerEntry> {
+    return this.#tree.all();
+  }
+
+  chunkFor(path: string, offset: number): FileChunk | undefined {
+    const c = this.#tree.content(path)?.content?.find((k) => k.offset <= offset && offset < k.offset + k.size);
+    return c ? { offset: c.offset, length: c.size } : undefined;
+  }
+
+  async readFile(path: string, offset: number, length: number): Promise<Buffer> {
+    const file = this.#tree.content(path);
+    if (!file) {
+      if (this.#tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a regular file`);
+      throw new NotFoundError(`layer ${this.digest}: ${path} not found`);
+    }
+    const end = Math.min(file.entry.size, offset + length);
+    if (end <= offset) return Buffer.alloc(0);
+    const chunks = (file.content ?? []).filter((c) => c.offset < end && c.offset + c.size > offset);
+    const datas = await Promise.all(this.#chunks(chunks));
+    const out = Buffer.alloc(end - offset);
+    chunks.forEach((c, i) => {
+      const data = datas[i] as Buffer;
+      const lo = Math.max(offset, c.offset);
+      const hi = Math.min(end, c.offset + c.size);
+      data.copy(out, lo - offset, lo - c.offset, hi - c.offset);
+    });
+    return out;
+  }
+
+  /** Verified chunk data: cached, in flight, or fetched with neighbours in one read. */
+  #chunks(chunks: EStargzChunk[]): Promise<Buffer>[] {
+    const result: Promise<Buffer>[] = [];
+    let run: number[] = [];
+    const flush = (): void => {
+      if (run.length === 0) return;
+      const ids = run;
+      run = [];
+      const fetched = this.#fetch(ids.map((i) => chunks[i] as EStargzChunk));
+      ids.forEach((id, k) => {
+        const key = chunkKey(chunks[id] as EStargzChunk);
+        const p = fetched.then((b) => b[k] as Buffer).finally(() => this.#inflight.delete(key));
+        this.#inflight.set(key, p);
+        result[id] = p;
+      });
+    };
+    chunks.forEach((c, i) => {
+      const key = chunkKey(c);
+      const ready = this.#cache.get(key) ?? this.#inflight.get(key);
+      if (ready) {
+        flush();
+        result[i] = Promise.resolve(ready);
+        return;
+      }
+      const prev = run.length ? chunks[run[run.length - 1] as number] : undefined;
+      if (prev && prev.gzEnd !== c.gzStart) flush();
+      run.push(i);
+    });
+    flush();
+    return result;
+  }
+
+  async #fetch(chunks: EStargzChunk[]): Promise<Buffer[]> {
+    const start = (chunks[0] as EStargzChunk).gzStart;
+    const end = (chunks[chunks.length - 1] as EStargzChunk).gzEnd;
+    let data: Buffer;
+    try {
+      data = await this.#blob.read(start, end - start);
+    } catch (err) {
+      throw new UnavailableError(`layer ${this.digest}: fetching bytes ${start}-${end}`, { cause: err });
+    }
+    this.fetchedBytes += end - start;
+    if (data.length < end - start) throw new UnavailableError(`layer ${this.digest}: short read at ${start}`);
+    return chunks.map((c) => {
+      if (!c.digest) throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} has no digest in the TOC`);
+      let plain: Buffer;
+      try {
+        plain = gunzipSync(data.subarray(c.gzStart - start, c.gzEnd - start));
+      } catch (err) {
+        throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} does not decompress: ${String(err)}`);
+      }
+      const bytes = plain.subarray(c.inner, c.inner + c.size);
+      const got = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+      if (bytes.length !== c.size || got !== c.digest) {
+        throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} digest is ${got}, TOC says ${c.digest}`);
+      }
+      this.#cache.set(chunkKey(c), bytes);
+      return bytes;
+    });
+  }
+}
+
+/** Turns TOC entries into tree inputs with chunk lists, as estargz's initFields does. */
+function fromToc(entries: TocEntry[], tocOffset: number): { inputs: EntryInput<EStargzChunk[]>[]; prefetch: PrefetchInfo } {
+  // the gzip member of a chunk ends where the next member with data starts
+  const next = new Array<number>(entries.length);
+  let last = tocOffset;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i] as TocEntry;
+    next[i] = last;
+    if (e.offset && !e.innerOffset) last = e.offset;
+  }
+  const inputs: EntryInput<EStargzChunk[]>[] = [];
+  const prefetch: PrefetchInfo = { landmark: "none", entries: [], size: 0 };
+  const unames = new Map<number, string>();
+  const gnames = new Map<number, string>();
+  let file: EntryInput<EStargzChunk[]> | undefined;
+  entries.forEach((e, i) => {
+    if (e.type === "chunk") {
+      if (file) file.content?.push(chunkOf(e, file.size, next[i] as number));
+      return;
+    }
+    const path = cleanPath(e.name);
+    if (path === PREFETCH_LANDMARK || path === NO_PREFETCH_LANDMARK) {
+      prefetch.landmark = path === PREFETCH_LANDMARK ? "prefetch" : "no-prefetch";
+      prefetch.size = path === PREFETCH_LANDMARK ? (e.offset ?? 0) : 0;
+      if (path === NO_PREFETCH_LANDMARK) prefetch.entries = [];
+      file = undefined;
+      return;
+    }
+    const type = TYPES[e.type];
+    if (!type) throw new LayerVerificationError("", `TOC entry ${e.name} has unknown type ${e.type}`);
+    const uid = e.uid ?? 0;
+    const gid = e.gid ?? 0;
+    if (e.userName) unames.set(uid, e.userName);
+    if (e.groupName) gnames.set(gid, e.groupName);
+    const input: EntryInput<EStargzChunk[]> = {
+      path, type, mode: e.mode ?? 0, uid, gid, uname: e.userName || (unames.get(uid) ?? ""), gname: e.groupName || (gnames.get(gid) ?? ""),
+      size: type === "file" ? (e.size ?? 0) : 0, mtime: e.modtime ? Date.parse(e.modtime) / 1000 : 0,
+      linkname: e.linkName ?? "", devmajor: e.devMajor ?? 0, devminor: e.devMinor ?? 0,
+      xattrs: Object.fromEntries(Object.entries(e.xattrs ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64")])),
+      content: type === "file" ? [] : undefined,
+    };
+    if (type === "file" && input.size > 0) {
+      const first = chunkOf(e, input.size, next[i] as number);
+      // a single-chunk file may carry only the whole-file digest
+      if (!first.digest && (!e.chunkSize || e.chunkSize >= input.size)) first.digest = e.digest;
+      input.content?.push(first);
+      if (prefetch.landmark === "none") prefetch.entries.push(path);
+    }
+    file = type === "file" ? input : undefined;
+    inputs.push(input);
+  });
+  if (prefetch.landmark !== "prefetch") prefetch.entries = [];
+  return { inputs, prefetch };
+}
+
+const chunkKey = (c: EStargzChunk): string => `${c.gzStart}:${c.inner}`;
+
+function chunkOf(e: TocEntry, fileSize: number, gzEnd: number): EStargzChunk {
+  const offset = e.chunkOffset ?? 0;
+  return {
+    offset, size: e.chunkSize || fileSize - offset, gzStart: e.offset ?? 0, gzEnd, inner: e.innerOffset ?? 0, digest: e.chunkDigest,
+  };
+}
