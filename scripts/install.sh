@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 
 # containerd + runc run containers; docker-registry and skopeo serve and push test
 # images; stargz-snapshotter brings ctr-remote; libfuse2/fuse3 are fuse-native's
-# runtime and fusermount; busybox-static is the base of the demo and test images.
-PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static libfuse2 fuse3 iproute2 zstd ca-certificates)
+# runtime and fusermount; busybox-static is the base of the demo and test images;
+# zlib1g-dev builds the gzip random-access addon (snapshotter/layer/zran); the Go
+# toolchain with stargz-snapshotter's sources builds its reference eStargz writer
+# for the layer tests.
+PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static libfuse2 fuse3 iproute2 zstd ca-certificates
+  zlib1g-dev golang-go golang-github-containerd-stargz-snapshotter-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
