@@ -146,24 +146,57 @@ export function decodeFrom(compression: Compression, input: Buffer, p: AccessPoi
 }
 
 function zstdRange(input: Buffer, skip: number, length: number): Buffer {
-  const dctx = new DCtx();
-  const out = Buffer.allocUnsafe(length);
-  let have = 0;
-  let src = input;
-  let scratch: Buffer | undefined;
-  while (have < length) {
-    let dst: Buffer;
-    if (skip > 0) {
-      scratch ??= Buffer.allocUnsafe(ZSTD_OUT);
-      dst = scratch.subarray(0, Math.min(skip, ZSTD_OUT));
-    } else {
-      dst = out.subarray(have);
-    }
-    const [, produced, consumed] = dctx.decompressStream(dst, src);
-    src = src.subarray(consumed);
-    if (skip > 0) skip -= produced;
-    else have += produced;
-    if (produced === 0 && consumed === 0) break;
+  const cursor = new ZstdCursor(input);
+  cursor.skip(skip);
+  return cursor.next(length);
+}
+
+/**
+ * Sequential zstd decoding that can be continued later: a span made of one
+ * big frame cannot be entered midway, so readers keep a cursor and go on
+ * from where the previous read stopped instead of starting over.
+ */
+export class ZstdCursor {
+  readonly #dctx = new DCtx();
+  #src: Buffer;
+  #scratch: Buffer | undefined;
+  /** Uncompressed bytes produced so far, relative to the start of the input. */
+  position = 0;
+
+  constructor(input: Buffer) {
+    this.#src = input;
   }
-  return out.subarray(0, have);
+
+  skip(n: number): void {
+    while (n > 0) {
+      this.#scratch ??= Buffer.allocUnsafe(ZSTD_OUT);
+      const got = this.#fill(this.#scratch.subarray(0, Math.min(n, ZSTD_OUT)));
+      if (got === 0) return;
+      n -= got;
+    }
+  }
+
+  /** The next `length` bytes, fewer only at the end of the input. */
+  next(length: number): Buffer {
+    const out = Buffer.allocUnsafe(length);
+    let have = 0;
+    while (have < length) {
+      const got = this.#fill(out.subarray(have));
+      if (got === 0) break;
+      have += got;
+    }
+    return have === length ? out : out.subarray(0, have);
+  }
+
+  #fill(dst: Buffer): number {
+    let produced = 0;
+    while (produced === 0) {
+      const [, made, consumed] = this.#dctx.decompressStream(dst, this.#src);
+      this.#src = this.#src.subarray(consumed);
+      produced += made;
+      if (made === 0 && consumed === 0) break;
+    }
+    this.position += produced;
+    return produced;
+  }
 }

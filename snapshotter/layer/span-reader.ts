@@ -1,33 +1,41 @@
 // Reads uncompressed ranges of a plain layer through its TarIndex: fetches
 // only the compressed spans that cover the range (adjacent missing spans in
 // one Range read), checks each against its digest before decoding it from its
-// access point, and keeps recently decoded spans so sequential reads decode
-// each span once. Concurrent reads of one span share its fetch.
+// access point, and caches decoded pieces of `spanSize` bytes so sequential
+// reads decode each byte once. Concurrent reads of one span share its fetch.
+// A zstd span can be far longer than spanSize (a single-frame blob is one
+// span): it is decoded only as far as reads reach, and a cursor remembers
+// where, so reading on continues instead of starting over from the frame.
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { UnavailableError } from "../errdefs/errors.js";
-import { decodeFrom } from "./decoders.js";
+import { decodeFrom, ZstdCursor } from "./decoders.js";
 import { LayerVerificationError, type BlobSource } from "./layer-index.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 
 export interface SpanReaderOptions {
-  /** Bytes of decoded spans kept in memory; default 64 MiB. */
+  /** Bytes of decoded data kept in memory; default 64 MiB. */
   cacheBytes?: number;
 }
+
+const MAX_CURSORS = 2;
 
 export class SpanReader {
   readonly #index: TarIndex;
   readonly #blob: BlobSource;
-  readonly #decoded: LRUCache<number, Buffer>;
-  readonly #inflight = new Map<number, Promise<Buffer>>();
+  readonly #piece: number;
+  readonly #decoded: LRUCache<string, Buffer>;
+  readonly #fetching = new Map<number, Promise<Buffer>>();
+  readonly #cursors = new Map<number, { cursor: ZstdCursor; piece: number }>();
   /** Compressed bytes requested from the blob so far. */
   fetchedBytes = 0;
 
   constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
     this.#index = index;
     this.#blob = blob;
-    this.#decoded = new LRUCache<number, Buffer>({
-      maxSize: opts.cacheBytes ?? 64 << 20,
+    this.#piece = index.spanSize;
+    this.#decoded = new LRUCache<string, Buffer>({
+      maxSize: Math.max(1, opts.cacheBytes ?? 64 << 20),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
   }
@@ -51,23 +59,109 @@ export class SpanReader {
     return { out: (spans[i] as IndexSpan).out, end: spans[i + 1]?.out ?? this.#index.uncompressedSize };
   }
 
+  /** The uncompressed range decoded and cached as one unit around `offset`. */
+  unitAt(offset: number): { out: number; end: number } {
+    const r = this.spanRange(this.spanAt(offset));
+    const p = Math.floor((offset - r.out) / this.#piece);
+    return { out: r.out + p * this.#piece, end: Math.min(r.end, r.out + (p + 1) * this.#piece) };
+  }
+
   /** Verified uncompressed bytes [offset, offset+length), clipped at the end of the stream. */
   async read(offset: number, length: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.#index.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
-    const first = this.spanAt(offset);
-    const last = this.spanAt(end - 1);
-    const parts = await Promise.all(this.#spans(first, last));
-    const pieces = parts.map((buf, k) => {
-      const { out } = this.spanRange(first + k);
-      return buf.subarray(Math.max(0, offset - out), Math.min(buf.length, end - out));
+    const wanted: { span: number; piece: number; out: number }[] = [];
+    for (let s = this.spanAt(offset); s <= this.spanAt(end - 1); s++) {
+      const r = this.spanRange(s);
+      const first = Math.floor((Math.max(offset, r.out) - r.out) / this.#piece);
+      const last = Math.floor((Math.min(end, r.end) - 1 - r.out) / this.#piece);
+      for (let p = first; p <= last; p++) wanted.push({ span: s, piece: p, out: r.out + p * this.#piece });
+    }
+    const missing = wanted.filter((w) => {
+      const cur = this.#cursors.get(w.span);
+      return !this.#decoded.has(`${w.span}:${w.piece}`) && !(cur && cur.piece <= w.piece);
     });
-    return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    this.#prefetchSpans(missing.map((w) => w.span));
+    const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
+    const parts = bufs.map((b, k) => {
+      const out = (wanted[k] as { out: number }).out;
+      return b.subarray(Math.max(0, offset - out), Math.min(b.length, end - out));
+    });
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
   }
 
-  /** Decoded spans first..last, from cache, in flight, or fetched in contiguous runs. */
-  #spans(first: number, last: number): Promise<Buffer>[] {
-    const result: Promise<Buffer>[] = [];
+  async #getPiece(span: number, piece: number): Promise<Buffer> {
+    const key = `${span}:${piece}`;
+    const hit = this.#decoded.get(key);
+    if (hit) return hit;
+    const cur = this.#cursors.get(span);
+    if (cur && cur.piece <= piece) return this.#advance(span, cur, piece);
+    const input = await this.#compressed(span);
+    const again = this.#decoded.get(key);
+    if (again) return again;
+    return this.#decode(span, piece, input);
+  }
+
+  /** Decodes span `span` from its access point far enough to yield `piece`, caching every piece on the way. */
+  #decode(span: number, piece: number, input: Buffer): Buffer {
+    const s = this.#index.spans[span] as IndexSpan;
+    const { out, end } = this.spanRange(span);
+    const from = input.subarray(s.in - (s.bits ? 1 : 0) - s.start);
+    if (this.#index.compression === "zstd" && end - out > 2 * this.#piece) {
+      const cur = { cursor: new ZstdCursor(from), piece: 0 };
+      this.#cursors.delete(span);
+      this.#cursors.set(span, cur);
+      while (this.#cursors.size > MAX_CURSORS) this.#cursors.delete(this.#cursors.keys().next().value as number);
+      return this.#advance(span, cur, piece);
+    }
+    let decoded: Buffer;
+    try {
+      decoded = decodeFrom(this.#index.compression, from, s, 0, end - out);
+    } catch (err) {
+      throw new LayerVerificationError(this.#index.digest, `span ${span} does not decode: ${String(err)}`);
+    }
+    if (decoded.length !== end - out) this.#short(span, decoded.length, end - out);
+    let result = decoded;
+    for (let p = 0; p * this.#piece < decoded.length; p++) {
+      const b = decoded.subarray(p * this.#piece, (p + 1) * this.#piece);
+      this.#decoded.set(`${span}:${p}`, b);
+      if (p === piece) result = b;
+    }
+    return result;
+  }
+
+  #advance(span: number, cur: { cursor: ZstdCursor; piece: number }, piece: number): Buffer {
+    const { out, end } = this.spanRange(span);
+    let last: Buffer = Buffer.alloc(0);
+    while (cur.piece <= piece) {
+      const want = Math.min(this.#piece, end - out - cur.piece * this.#piece);
+      try {
+        last = cur.cursor.next(want);
+      } catch (err) {
+        this.#cursors.delete(span);
+        throw new LayerVerificationError(this.#index.digest, `span ${span} does not decode: ${String(err)}`);
+      }
+      if (last.length !== want) this.#short(span, cur.cursor.position, end - out);
+      this.#decoded.set(`${span}:${cur.piece}`, last);
+      cur.piece++;
+    }
+    if (cur.piece * this.#piece >= end - out) this.#cursors.delete(span);
+    return last;
+  }
+
+  #short(span: number, got: number, want: number): never {
+    throw new LayerVerificationError(this.#index.digest, `span ${span} decodes to ${got} bytes, want ${want}`);
+  }
+
+  /** Verified compressed bytes of a span, fetched (or joined in flight). */
+  #compressed(span: number): Promise<Buffer> {
+    this.#prefetchSpans([span]);
+    return this.#fetching.get(span) as Promise<Buffer>;
+  }
+
+  /** Starts fetches for spans not yet in flight, one Range read per run of adjacent spans. */
+  #prefetchSpans(spans: number[]): void {
+    const todo = [...new Set(spans)].filter((s) => !this.#fetching.has(s)).sort((a, b) => a - b);
     let run: number[] = [];
     const flush = (): void => {
       if (run.length === 0) return;
@@ -75,23 +169,16 @@ export class SpanReader {
       run = [];
       const fetched = this.#fetch(ids[0] as number, ids[ids.length - 1] as number);
       ids.forEach((id, k) => {
-        const p = fetched.then((bufs) => bufs[k] as Buffer).finally(() => this.#inflight.delete(id));
-        this.#inflight.set(id, p);
-        result[id - first] = p;
+        const p = fetched.then((bufs) => bufs[k] as Buffer).finally(() => this.#fetching.delete(id));
+        p.catch(() => undefined); // the reader awaiting it reports the failure
+        this.#fetching.set(id, p);
       });
     };
-    for (let i = first; i <= last; i++) {
-      const hit = this.#decoded.get(i);
-      const flying = this.#inflight.get(i);
-      if (hit || flying) {
-        flush();
-        result[i - first] = hit ? Promise.resolve(hit) : (flying as Promise<Buffer>);
-      } else {
-        run.push(i);
-      }
+    for (const s of todo) {
+      if (run.length && s !== (run[run.length - 1] as number) + 1) flush();
+      run.push(s);
     }
     flush();
-    return result;
   }
 
   async #fetch(first: number, last: number): Promise<Buffer[]> {
@@ -113,16 +200,7 @@ export class SpanReader {
       const input = data.subarray(s.start - start, s.end - start);
       const got = `sha256:${createHash("sha256").update(input).digest("hex")}`;
       if (got !== s.digest) throw new LayerVerificationError(digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`);
-      const { out: uout, end: uend } = this.spanRange(i);
-      let decoded: Buffer;
-      try {
-        decoded = decodeFrom(this.#index.compression, input.subarray(s.in - (s.bits ? 1 : 0) - s.start), s, 0, uend - uout);
-      } catch (err) {
-        throw new LayerVerificationError(digest, `span ${i} does not decode: ${String(err)}`);
-      }
-      if (decoded.length !== uend - uout) throw new LayerVerificationError(digest, `span ${i} decodes to ${decoded.length} bytes, want ${uend - uout}`);
-      this.#decoded.set(i, decoded);
-      out.push(decoded);
+      out.push(input);
     }
     return out;
   }

@@ -69,7 +69,7 @@ export class TarLayerIndex implements LayerIndex {
       const lo = prev ? prev.offset + prev.length : 0;
       return { offset: lo, length: (next ? next.offset : file.entry.size) - lo };
     }
-    const span = this.reader.spanRange(this.reader.spanAt(seg.at + (offset - seg.offset)));
+    const span = this.reader.unitAt(seg.at + (offset - seg.offset));
     const lo = Math.max(seg.offset, seg.offset + (span.out - seg.at));
     const hi = Math.min(seg.offset + seg.length, seg.offset + (span.end - seg.at));
     return { offset: lo, length: hi - lo };

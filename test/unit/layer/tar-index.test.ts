@@ -197,3 +197,34 @@ describe("tar index entries", () => {
     expect(c!.length).toBeLessThanOrEqual(SPAN + 64 * 1024);
   });
 });
+
+describe("zstd frames", () => {
+  it("uses frame boundaries as access points in a multi-frame blob", async () => {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < tarball.length; i += 2 * MiB) frames.push(zstdCompress(tarball.subarray(i, i + 2 * MiB)));
+    const blob = Buffer.concat(frames);
+    const idx = await index(blob, "zstd");
+    expect(idx.spans.length).toBe(Math.ceil(tarball.length / (2 * MiB)));
+    expect(idx.spans[1]?.start).toBe(frames[0]?.length);
+    const src = countingSource(blob);
+    const layer = new TarLayerIndex(idx, src);
+    const big = files["usr/bin/big"] as Buffer;
+    expect((await layer.readFile("usr/bin/big", 11 * MiB, 100_000)).equals(big.subarray(11 * MiB, 11 * MiB + 100_000))).toBe(true);
+    expect(src.requested).toBeLessThanOrEqual(2 * Math.max(...frames.map((f) => f.length)));
+  });
+
+  it("reads a single-frame blob sequentially without starting over or fetching twice", async () => {
+    const blob = zstdCompress(tarball);
+    const idx = await index(blob, "zstd");
+    const src = countingSource(blob);
+    const layer = new TarLayerIndex(idx, src, { cacheBytes: 4 * MiB });
+    const big = files["usr/bin/big"] as Buffer;
+    const started = Date.now();
+    for (let off = 0; off < big.length; off += 128 * 1024) {
+      const got = await layer.readFile("usr/bin/big", off, 128 * 1024);
+      if (!got.equals(big.subarray(off, off + 128 * 1024))) throw new Error(`mismatch at ${off}`);
+    }
+    expect(src.requested).toBe(blob.length);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
