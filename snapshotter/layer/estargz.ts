@@ -53,7 +53,7 @@ export class EStargzLayerIndex implements LayerIndex {
     this.digest = digest;
     this.tocDigest = loaded.tocDigest;
     this.#blob = blob;
-    const { inputs, prefetch } = fromToc(loaded.toc.entries, loaded.footer.tocOffset);
+    const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
     this.prefetch = prefetch;
     this.#tree = new EntryTree(inputs);
   }
@@ -170,7 +170,7 @@ export class EStargzLayerIndex implements LayerIndex {
 }
 
 /** Turns TOC entries into tree inputs with chunk lists, as estargz's initFields does. */
-function fromToc(entries: TocEntry[], tocOffset: number): { inputs: EntryInput<EStargzChunk[]>[]; prefetch: PrefetchInfo } {
+function fromToc(digest: string, entries: TocEntry[], tocOffset: number): { inputs: EntryInput<EStargzChunk[]>[]; prefetch: PrefetchInfo } {
   // the gzip member of a chunk ends where the next member with data starts
   const next = new Array<number>(entries.length);
   let last = tocOffset;
@@ -198,7 +198,7 @@ function fromToc(entries: TocEntry[], tocOffset: number): { inputs: EntryInput<E
       return;
     }
     const type = TYPES[e.type];
-    if (!type) throw new LayerVerificationError("", `TOC entry ${e.name} has unknown type ${e.type}`);
+    if (!type) throw new LayerVerificationError(digest, `TOC entry ${e.name} has unknown type ${e.type}`);
     const uid = e.uid ?? 0;
     const gid = e.gid ?? 0;
     if (e.userName) unames.set(uid, e.userName);

@@ -106,7 +106,7 @@ export async function buildTarIndex(blob: AsyncIterable<Uint8Array>, opts: Build
     if (chunk) hasher.consume(chunk, progress.points);
     points.push(...progress.points);
     for (const out of progress.outputs) {
-      diffHash.update(out);
+      if (compression !== "none") diffHash.update(out); // a plain tar's diff ID is its digest
       opts.onData?.(outSize, out);
       outSize += out.length;
       for (const rec of scanner.push(out)) entries.push(rec);
@@ -139,6 +139,6 @@ export async function buildTarIndex(blob: AsyncIterable<Uint8Array>, opts: Build
   });
   return {
     version: TAR_INDEX_VERSION, digest: opts.digest, mediaType: opts.mediaType, compression, blobSize,
-    diffId: `sha256:${diffHash.digest("hex")}`, uncompressedSize: outSize, spanSize, spans, entries,
+    diffId: compression === "none" ? actual : `sha256:${diffHash.digest("hex")}`, uncompressedSize: outSize, spanSize, spans, entries,
   };
 }
