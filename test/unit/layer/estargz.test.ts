@@ -1,7 +1,7 @@
-import { describe, it, expect, beforeAll } from "vitest";
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,9 @@ import { chunks, countingSource, joinTars, noise, rawTar, sha256 } from "./helpe
 const MiB = 1 << 20;
 const CHUNK = 1 * MiB;
 const here = dirname(fileURLToPath(import.meta.url));
+/** Per-conversion scratch directories, removed after the file's tests. */
+const scratch: string[] = [];
+afterAll(() => scratch.forEach((d) => rmSync(d, { recursive: true, force: true })));
 const hasGo = (() => {
   try {
     execFileSync("go", ["version"], { stdio: "ignore" });
@@ -43,6 +46,7 @@ function estgzTool(): string {
 
 function toEStargz(tarball: Buffer, prioritized: string[]): { blob: Buffer; tocDigest: string } {
   const dir = mkdtempSync(join(tmpdir(), "augur-estargz-"));
+  scratch.push(dir);
   writeFileSync(join(dir, "layer.tar"), tarball);
   const tocDigest = execFileSync(estgzTool(), [join(dir, "layer.tar"), join(dir, "layer.stargz"), String(CHUNK), ...prioritized], { encoding: "utf8" }).trim();
   return { blob: readFileSync(join(dir, "layer.stargz")), tocDigest };
