@@ -2,7 +2,7 @@
 // by the eStargz TOC and the tar index. Follows tar extraction semantics: a
 // later entry for the same path replaces the earlier one, parents missing from
 // the archive are implied (0755 root:root), hardlinks share their target's inode.
-import { InvalidArgumentError } from "../errdefs/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import { cleanPath, type EntryType, type LayerEntry } from "./layer-index.js";
 
 /** Entry attributes as read from tar or a TOC, plus the format's content locator. */
@@ -60,6 +60,14 @@ export class EntryTree<T> {
   }
 
   /** Children in layer order, or undefined if `path` is not a directory. */
+  /** A directory's entries for LayerIndex.readdir; errors name the layer. */
+  readdir(path: string, layerDigest: string): readonly LayerEntry[] {
+    const children = this.children(path);
+    if (children) return children;
+    if (this.get(path)) throw new FailedPreconditionError(`layer ${layerDigest}: ${path} is not a directory`);
+    throw new NotFoundError(`layer ${layerDigest}: ${path} not found`);
+  }
+
   children(path: string): LayerEntry[] | undefined {
     const node = this.#nodes.get(cleanPath(path));
     if (!node?.children) return undefined;

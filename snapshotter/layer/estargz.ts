@@ -72,10 +72,7 @@ export class EStargzLayerIndex implements LayerIndex {
   }
 
   readdir(path: string): readonly LayerEntry[] {
-    const children = this.#tree.children(path);
-    if (children) return children;
-    if (this.#tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a directory`);
-    throw new NotFoundError(`layer ${this.digest}: ${path} not found`);
+    return this.#tree.readdir(path, this.digest);
   }
 
   entries(): Iterable<LayerEntry> {
