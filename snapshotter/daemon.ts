@@ -10,6 +10,10 @@ import { serviceClient } from "./grpc/proto.js";
 import { HttpApi } from "./api/http-api.js";
 import { Metrics } from "./api/metrics.js";
 import { FailedPreconditionError } from "./errdefs/errors.js";
+import { LayerCache } from "./cache/layer-cache.js";
+import { RegistryClient } from "./registry/registry-client.js";
+import { RemoteLayers } from "./remote/remote-layers.js";
+import { mountLayer } from "./fuse/mount-layer.js";
 import { logger } from "./util/trace.js";
 
 const log = logger("daemon");
@@ -20,13 +24,22 @@ export class Daemon {
     private readonly snapshotter: OverlaySnapshotter,
     private readonly server: grpc.Server,
     private readonly api: HttpApi,
+    readonly cache: LayerCache | undefined,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
     mkdirSync(config.root, { recursive: true, mode: 0o700 });
     claimRoot(config.root);
     await claimSocket(config.socket);
-    const snapshotter = await OverlaySnapshotter.open(config.root);
+    const cache = config.lazy ? new LayerCache(config.cacheDir, config.cacheSize) : undefined;
+    const remote = cache
+      ? new RemoteLayers({
+          registry: new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) }),
+          cache,
+          mount: (dir, view) => mountLayer(dir, view),
+        })
+      : undefined;
+    const snapshotter = await OverlaySnapshotter.open(config.root, { remote });
     const metrics = new Metrics(snapshotter);
 
     const server = new grpc.Server();
@@ -45,10 +58,18 @@ export class Daemon {
         path: /^\/metrics$/,
         handler: async () => ({ type: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       },
+      {
+        method: "GET",
+        path: /^\/cache\/status$/,
+        handler: async () => ({
+          type: "application/json",
+          body: `${JSON.stringify({ lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [] }, null, 2)}\n`,
+        }),
+      },
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api);
+    return new Daemon(config, snapshotter, server, api, cache);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */

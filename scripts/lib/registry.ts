@@ -9,7 +9,11 @@ export interface Registry {
   proc: Proc;
   /** Everything the registry logged, including one access line per request. */
   log(): string;
+  /** Where blobs live on disk: `<storage>/docker/registry/v2/blobs/sha256/<xx>/<hex>/data`. */
+  storage: string;
   stop(): Promise<void>;
+  /** Starts the registry again on the same address and storage (after `stop`). */
+  restart(): Promise<void>;
 }
 
 export async function startRegistry(dir: string): Promise<Registry> {
@@ -35,14 +39,25 @@ export async function startRegistry(dir: string): Promise<Registry> {
       "",
     ].join("\n"),
   );
-  const proc = startProcess("docker-registry", ["serve", config], join(dir, "registry.log"));
-  await waitFor("registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, proc);
+  const start = async (n: number): Promise<Proc> => {
+    const p = startProcess("docker-registry", ["serve", config], join(dir, n === 0 ? "registry.log" : `registry.${n}.log`));
+    await waitFor("registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, p);
+    return p;
+  };
+  const procs = [await start(0)];
+  const current = (): Proc => procs[procs.length - 1] as Proc;
   return {
     host: `127.0.0.1:${port}`,
-    proc,
-    log: () => proc.log(),
+    get proc() {
+      return current();
+    },
+    log: () => procs.map((p) => p.log()).join(""),
+    storage,
     stop: async () => {
-      await proc.stop();
+      await current().stop();
+    },
+    restart: async () => {
+      procs.push(await start(procs.length));
     },
   };
 }

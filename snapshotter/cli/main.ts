@@ -16,6 +16,12 @@ Usage:
       --socket PATH   gRPC socket for containerd (default /run/augur/augur.sock)
       --config FILE   TOML file with root, socket, api
       --api ADDR      HTTP API: host:port for TCP, or a socket path (default <root>/api.sock)
+      --hosts-dir DIR registry hosts, containerd style: DIR/<host>/hosts.toml
+                      (default /etc/containerd/certs.d)
+      --cache-dir DIR node-local layer cache, shareable (default <root>/cache)
+      --cache-size N  bytes the cache may hold, e.g. 20GiB (default 20GiB)
+      --docker-config FILE  registry credentials (default ~/.docker/config.json)
+      --no-lazy       never serve layers lazily; containerd unpacks every layer
   augur version
   augur help
 `;
@@ -33,10 +39,21 @@ async function serve(argv: string[]): Promise<void> {
       socket: { type: "string" },
       config: { type: "string" },
       api: { type: "string" },
+      "hosts-dir": { type: "string" },
+      "cache-dir": { type: "string" },
+      "cache-size": { type: "string" },
+      "docker-config": { type: "string" },
+      "no-lazy": { type: "boolean" },
     },
     strict: true,
   });
-  const config = loadConfig({ root: values.root, socket: values.socket, api: values.api }, values.config);
+  const config = loadConfig(
+    {
+      root: values.root, socket: values.socket, api: values.api, hostsDir: values["hosts-dir"], cacheDir: values["cache-dir"],
+      cacheSize: values["cache-size"], dockerConfig: values["docker-config"], lazy: values["no-lazy"] ? false : undefined,
+    },
+    values.config,
+  );
   const daemon = await Daemon.start(config);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -56,6 +73,9 @@ async function serve(argv: string[]): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // FUSE handlers and cache reads share libuv's thread pool; 4 threads are too
+  // few when containers keep several blocking reads in flight.
+  process.env.UV_THREADPOOL_SIZE ??= "16";
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":

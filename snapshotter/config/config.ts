@@ -5,6 +5,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { DEFAULT_HOSTS_DIR } from "../registry/hosts.js";
+
+export { DEFAULT_HOSTS_DIR };
 
 export interface ServeConfig {
   /** State directory: metadata, snapshot directories, the API socket. */
@@ -13,35 +16,86 @@ export interface ServeConfig {
   socket: string;
   /** HTTP API: a unix socket path, or host:port for TCP. Default: <root>/api.sock. */
   api: string;
+  /** Serve layers lazily when Prepare's labels allow it; false makes containerd unpack every layer. */
+  lazy: boolean;
+  /** containerd-style registry host configuration: `<dir>/<host>/hosts.toml`. */
+  hostsDir: string;
+  /** Node-local layer cache; may be shared by several augurs. Default: <root>/cache. */
+  cacheDir: string;
+  /** Bytes the cache may hold. */
+  cacheSize: number;
+  /** docker config.json with registry credentials; default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+  dockerConfig: string | undefined;
 }
+
+export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends number ? string | number : ServeConfig[K] };
 
 export const DEFAULT_ROOT = "/var/lib/augur";
 export const DEFAULT_SOCKET = "/run/augur/augur.sock";
+export const DEFAULT_CACHE_SIZE = 20 * 1024 ** 3;
 
-const KNOWN_KEYS = new Set(["root", "socket", "api"]);
+/** TOML key -> setting, and what kind of value it takes. */
+const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" }> = {
+  root: { key: "root", type: "string" },
+  socket: { key: "socket", type: "string" },
+  api: { key: "api", type: "string" },
+  lazy: { key: "lazy", type: "boolean" },
+  hosts_dir: { key: "hostsDir", type: "string" },
+  cache_dir: { key: "cacheDir", type: "string" },
+  cache_size: { key: "cacheSize", type: "size" },
+  docker_config: { key: "dockerConfig", type: "string" },
+};
 
-export function loadConfig(flags: Partial<ServeConfig>, configFile?: string): ServeConfig {
+export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
   const file = configFile ? readConfigFile(configFile) : {};
   const root = flags.root ?? file.root ?? DEFAULT_ROOT;
+  const size = flags.cacheSize ?? file.cacheSize;
   return {
     root,
     socket: flags.socket ?? file.socket ?? DEFAULT_SOCKET,
     api: flags.api ?? file.api ?? join(root, "api.sock"),
+    lazy: flags.lazy ?? file.lazy ?? true,
+    hostsDir: flags.hostsDir ?? file.hostsDir ?? DEFAULT_HOSTS_DIR,
+    cacheDir: flags.cacheDir ?? file.cacheDir ?? join(root, "cache"),
+    cacheSize: size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size"),
+    dockerConfig: flags.dockerConfig ?? file.dockerConfig,
   };
 }
 
-function readConfigFile(path: string): Partial<ServeConfig> {
+const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
+
+/** "10GiB", "512M", "1048576" or a number of bytes. */
+export function parseSize(v: string | number, what: string): number {
+  if (typeof v === "number") {
+    if (Number.isSafeInteger(v) && v > 0) return v;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+    const unit = m ? UNITS[(m[2] as string).toLowerCase()] : undefined;
+    if (m && unit !== undefined && Number(m[1]) * unit >= 1) return Math.floor(Number(m[1]) * unit);
+  }
+  throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} is not a size (bytes, or a number with K, M, G or T, e.g. "10GiB")`);
+}
+
+function readConfigFile(path: string): ServeFlags {
   let doc: Record<string, unknown>;
   try {
     doc = parse(readFileSync(path, "utf8"));
   } catch (err) {
     throw new InvalidArgumentError(`cannot read config file ${path}: ${errorMessage(err)}`, { cause: err });
   }
-  const out: Partial<ServeConfig> = {};
+  const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc)) {
-    if (!KNOWN_KEYS.has(k)) throw new InvalidArgumentError(`config file ${path}: unknown setting ${JSON.stringify(k)} (known: ${[...KNOWN_KEYS].join(", ")})`);
-    if (typeof v !== "string" || v === "") throw new InvalidArgumentError(`config file ${path}: ${k} must be a non-empty string`);
-    out[k as keyof ServeConfig] = v;
+    const spec = KEYS[k];
+    if (!spec) throw new InvalidArgumentError(`config file ${path}: unknown setting ${JSON.stringify(k)} (known: ${Object.keys(KEYS).join(", ")})`);
+    if (spec.type === "boolean") {
+      if (typeof v !== "boolean") throw new InvalidArgumentError(`config file ${path}: ${k} must be true or false`);
+    } else if (spec.type === "size") {
+      if (typeof v !== "string" && typeof v !== "number") throw new InvalidArgumentError(`config file ${path}: ${k} must be a size such as "10GiB"`);
+      parseSize(v, `config file ${path}: ${k}`);
+    } else if (typeof v !== "string" || v === "") {
+      throw new InvalidArgumentError(`config file ${path}: ${k} must be a non-empty string`);
+    }
+    out[spec.key] = v;
   }
-  return out;
+  return out as ServeFlags;
 }

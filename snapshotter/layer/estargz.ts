@@ -147,7 +147,7 @@ export class EStargzLayerIndex implements LayerIndex {
     }
     this.fetchedBytes += end - start;
     if (data.length < end - start) throw new UnavailableError(`layer ${this.digest}: short read at ${start}`);
-    return chunks.map((c) => {
+    const verified = chunks.map((c) => {
       if (!c.digest) throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} has no digest in the TOC`);
       let plain: Buffer;
       try {
@@ -163,6 +163,8 @@ export class EStargzLayerIndex implements LayerIndex {
       this.#cache.set(chunkKey(c), bytes);
       return bytes;
     });
+    this.#blob.verified?.(start, data);
+    return verified;
   }
 }
 

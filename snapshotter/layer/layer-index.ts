@@ -10,6 +10,8 @@ export interface BlobSource {
   readonly size: number;
   /** Bytes [offset, offset+length) of the blob; may return fewer only at the end. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** Told of bytes [offset, offset+data.length) once they matched their digest, so they can be kept. */
+  verified?(offset: number, data: Buffer): void;
 }
 
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";

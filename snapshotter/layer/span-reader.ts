@@ -200,6 +200,7 @@ export class SpanReader {
       const input = data.subarray(s.start - start, s.end - start);
       const got = `sha256:${createHash("sha256").update(input).digest("hex")}`;
       if (got !== s.digest) throw new LayerVerificationError(digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`);
+      this.#blob.verified?.(s.start, input);
       out.push(input);
     }
     return out;

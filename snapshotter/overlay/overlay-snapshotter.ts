@@ -6,7 +6,7 @@
 // is renamed to `s/rm-<id>` inside the transaction that deletes its row and
 // deleted after it commits. Whatever a SIGKILL interrupts, the directories
 // that no committed row names are removed by `cleanup`, which runs at start.
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { MetaStore } from "../storage/metastore.js";
@@ -17,18 +17,31 @@ import type { Info, Labels, Mount, Scope, Snapshotter, Usage } from "../snapshot
 import { computeMounts, type MountOptions } from "./mounts.js";
 import { SnapshotLayout } from "./layout.js";
 import { diskUsage } from "./usage.js";
-import { FailedPreconditionError, errorMessage } from "../errdefs/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/trace.js";
+import type { RemoteLayers } from "../remote/remote-layers.js";
+import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
+import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
+import { detachBelow, mountsBelow } from "./mountinfo.js";
 
 const log = logger("overlay");
+/** Beside a lazily served snapshot's `fs`: what to mount there again after a restart. */
+const REMOTE_SPEC_FILE = "remote.json";
+
+export interface OverlaySnapshotterOptions {
+  /** Lazily mounted layers; without it every layer is unpacked by containerd. */
+  remote?: RemoteLayers;
+}
 
 export class OverlaySnapshotter implements Snapshotter {
   readonly layout: SnapshotLayout;
   readonly #store: MetaStore;
   readonly #table: SnapshotTable;
   readonly #mountOptions: MountOptions;
+  readonly #remote: RemoteLayers | undefined;
 
-  private constructor(root: string) {
+  private constructor(root: string, opts: OverlaySnapshotterOptions) {
+    this.#remote = opts.remote;
     this.layout = new SnapshotLayout(root);
     mkdirSync(this.layout.snapshotsDir, { recursive: true, mode: 0o700 });
     this.#store = new MetaStore(this.layout.metadataFile);
@@ -37,10 +50,31 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   /** Opens (or creates) the snapshotter under `root` and removes what an earlier crash left behind. */
-  static async open(root: string): Promise<OverlaySnapshotter> {
-    const s = new OverlaySnapshotter(root);
+  static async open(root: string, opts: OverlaySnapshotterOptions = {}): Promise<OverlaySnapshotter> {
+    const s = new OverlaySnapshotter(root, opts);
+    // Mounts left by an augur that died answer nothing: detach them before anything walks the tree.
+    await detachBelow(s.layout.snapshotsDir);
     await s.cleanup();
+    await s.restoreRemoteLayers();
     return s;
+  }
+
+  /** Mounts again the lazily served layers a previous run had mounted. */
+  private async restoreRemoteLayers(): Promise<void> {
+    const ids = this.#store.read(() => this.#table.ids());
+    for (const id of ids) {
+      const file = join(this.layout.dir(id), REMOTE_SPEC_FILE);
+      if (!existsSync(file)) continue;
+      if (!this.#remote) {
+        log.error("snapshot is a lazily served layer but lazy pulling is disabled; it stays empty", { id });
+        continue;
+      }
+      try {
+        await this.#remote.mount(this.layout.fs(id), parseSpec(readFileSync(file, "utf8"), file));
+      } catch (err) {
+        log.error("could not mount lazily served layer again; containers using it will fail", { id, error: errorMessage(err) });
+      }
+    }
   }
 
   async stat(scope: Scope, key: string): Promise<Info> {
@@ -54,7 +88,8 @@ export class OverlaySnapshotter implements Snapshotter {
   async usage(scope: Scope, key: string): Promise<Usage> {
     const rec = this.#store.read(() => this.#table.get(scope, key));
     // Committed snapshots are measured once, at commit; active ones change.
-    return rec.info.kind === "active" ? diskUsage(this.layout.fs(rec.id)) : rec.usage;
+    if (rec.info.kind === "active") return diskUsage(this.layout.fs(rec.id));
+    return this.#remote?.usage(this.layout.fs(rec.id)) ?? rec.usage;
   }
 
   async mounts(scope: Scope, key: string): Promise<Mount[]> {
@@ -66,11 +101,84 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async prepare(scope: Scope, key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    return this.mountsOf(this.create(scope, "active", key, parent, labels));
+    const target = labels[TARGET_SNAPSHOT_LABEL];
+    if (target && (await this.takeOver(scope, key, parent, labels, target))) {
+      // containerd's remote-snapshot protocol: the layer is already there, under its chain ID.
+      throw new AlreadyExistsError(`target snapshot ${JSON.stringify(target)} already exists`);
+    }
+    return this.mountsOf(this.create(scope, "active", key, parent, labels, await this.parentOwner(scope, parent)));
   }
 
   async view(scope: Scope, key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    return this.mountsOf(this.create(scope, "view", key, parent, labels));
+    return this.mountsOf(this.create(scope, "view", key, parent, labels, await this.parentOwner(scope, parent)));
+  }
+
+  /**
+   * Serves the layer a Prepare labels lazily: mounts it at a new snapshot's
+   * `fs` and commits that snapshot as `target`. False means containerd unpacks
+   * the layer itself; the reason is logged once.
+   */
+  private async takeOver(scope: Scope, key: string, parent: string, labels: Labels, target: string): Promise<boolean> {
+    const found = layerSourceFromLabels(labels);
+    if (found.kind === "none") return false;
+    const why = (reason: string): false => {
+      log.warn("layer is not served lazily; containerd will download and unpack it", { target, reason });
+      return false;
+    };
+    if (found.kind === "invalid") return why(found.reason);
+    if (!this.#remote) return why("lazy pulling is disabled in the configuration");
+    if (this.#exists(scope, target)) return true;
+    let spec: RemoteLayerSpec;
+    try {
+      spec = await this.#remote.describe(found.source);
+    } catch (err) {
+      return why(errorMessage(err));
+    }
+    validateLabels(labels);
+    const rec = this.create(scope, "active", key, parent, labels, await this.parentOwner(scope, parent));
+    const fs = this.layout.fs(rec.id);
+    try {
+      writeFileSync(join(this.layout.dir(rec.id), REMOTE_SPEC_FILE), JSON.stringify(spec));
+      rmSync(this.layout.work(rec.id), { recursive: true, force: true });
+      await this.#remote.mount(fs, spec);
+      const usage = this.#remote.usage(fs) ?? { size: 0, inodes: 0 };
+      this.#store.write(() => this.#table.commit(scope, target, key, labels, usage, Date.now()));
+      return true;
+    } catch (err) {
+      await this.#remote.unmount(fs).catch(() => undefined);
+      await this.remove(scope, key).catch(() => undefined);
+      if (err instanceof AlreadyExistsError) return true; // a concurrent Prepare committed it first
+      return why(errorMessage(err));
+    }
+  }
+
+  #exists(scope: Scope, key: string): boolean {
+    try {
+      this.#store.read(() => this.#table.get(scope, key));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Owner of the parent's root directory, which a new upper directory copies.
+   * A lazily served parent is asked, not stat'ed: its FUSE server is this
+   * process, and a synchronous stat of it would wait on ourselves forever.
+   */
+  private async parentOwner(scope: Scope, parent: string): Promise<{ uid: number; gid: number } | undefined> {
+    if (!parent) return undefined;
+    let id: number;
+    try {
+      id = this.#store.read(() => this.#table.get(scope, parent)).id;
+    } catch {
+      return undefined; // create() reports the missing parent
+    }
+    const fs = this.layout.fs(id);
+    if (this.#remote?.isMounted(fs)) return this.#remote.rootOwner(fs);
+    if (existsSync(join(this.layout.dir(id), REMOTE_SPEC_FILE))) return undefined; // not mounted: no owner to copy
+    const st = statSync(fs);
+    return { uid: st.uid, gid: st.gid };
   }
 
   async commit(scope: Scope, name: string, key: string, labels: Labels): Promise<void> {
@@ -86,6 +194,8 @@ export class OverlaySnapshotter implements Snapshotter {
   async remove(scope: Scope, key: string): Promise<void> {
     let moved: { from: string; to: string } | undefined;
     try {
+      const existing = this.#store.read(() => this.#table.get(scope, key));
+      await this.#remote?.unmount(this.layout.fs(existing.id));
       this.#store.write(() => {
         const rec = this.#table.remove(scope, key);
         const from = this.layout.dir(rec.id);
@@ -116,15 +226,18 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const name of readdirSync(this.layout.snapshotsDir)) {
       if (/^\d+$/.test(name) && ids.has(Number(name))) continue;
       log.info("removing directory no snapshot refers to", { dir: name });
-      await removeTree(join(this.layout.snapshotsDir, name));
+      const dir = join(this.layout.snapshotsDir, name);
+      if (mountsBelow(dir).length > 0) await detachBelow(dir);
+      await removeTree(dir);
     }
   }
 
   async close(): Promise<void> {
+    await this.#remote?.close();
     this.#store.close();
   }
 
-  private create(scope: Scope, kind: "active" | "view", key: string, parent: string, labels: Labels): SnapshotRecord {
+  private create(scope: Scope, kind: "active" | "view", key: string, parent: string, labels: Labels, owner: { uid: number; gid: number } | undefined): SnapshotRecord {
     validateLabels(labels);
     const tmp = mkdtempSync(join(this.layout.snapshotsDir, "new-"));
     try {
@@ -134,12 +247,8 @@ export class OverlaySnapshotter implements Snapshotter {
       if (kind === "active") mkdirSync(join(tmp, "work"), { mode: 0o711 });
       return this.#store.write(() => {
         const rec = this.#table.create(scope, kind, key, parent, labels, Date.now());
-        const nearest = rec.parentIds[0];
-        if (nearest !== undefined) {
-          // The new upper directory is the container's root: give it the owner of the layer below.
-          const st = statSync(this.layout.fs(nearest));
-          chownSync(fs, st.uid, st.gid);
-        }
+        // The new upper directory is the container's root: give it the owner of the layer below.
+        if (owner) chownSync(fs, owner.uid, owner.gid);
         renameSync(tmp, this.layout.dir(rec.id));
         return rec;
       });

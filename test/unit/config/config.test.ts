@@ -17,13 +17,25 @@ const file = (text: string): string => {
 
 describe("loadConfig", () => {
   it("defaults keep everything under the root", () => {
-    expect(loadConfig({})).toEqual({ root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock` });
+    expect(loadConfig({})).toEqual({
+      root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true,
+      hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
+    });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
   });
   it("flags override the file, the file overrides defaults", () => {
     const f = file('root = "/from-file"\napi = "127.0.0.1:9000"\n');
-    expect(loadConfig({}, f)).toEqual({ root: "/from-file", socket: DEFAULT_SOCKET, api: "127.0.0.1:9000" });
-    expect(loadConfig({ root: "/flag", api: "/a.sock" }, f)).toEqual({ root: "/flag", socket: DEFAULT_SOCKET, api: "/a.sock" });
+    expect(loadConfig({}, f)).toMatchObject({ root: "/from-file", socket: DEFAULT_SOCKET, api: "127.0.0.1:9000", cacheDir: "/from-file/cache" });
+    expect(loadConfig({ root: "/flag", api: "/a.sock" }, f)).toMatchObject({ root: "/flag", socket: DEFAULT_SOCKET, api: "/a.sock" });
+  });
+  it("reads lazy-pulling settings, sizes with units", () => {
+    const f = file('lazy = false\nhosts_dir = "/h"\ncache_dir = "/c"\ncache_size = "512MiB"\ndocker_config = "/d.json"\n');
+    expect(loadConfig({}, f)).toMatchObject({ lazy: false, hostsDir: "/h", cacheDir: "/c", cacheSize: 512 * 1024 ** 2, dockerConfig: "/d.json" });
+    expect(loadConfig({ cacheSize: "2G", lazy: true }, f)).toMatchObject({ lazy: true, cacheSize: 2 * 1024 ** 3 });
+    expect(loadConfig({ cacheSize: 4096 })).toMatchObject({ cacheSize: 4096 });
+    expect(() => loadConfig({ cacheSize: "lots" })).toThrow(/cache size "lots" is not a size/);
+    expect(() => loadConfig({}, file("cache_size = -1"))).toThrow(/cache_size .* is not a size/);
+    expect(() => loadConfig({}, file('lazy = "yes"'))).toThrow(/lazy must be true or false/);
   });
   it("names what is wrong in a bad file", () => {
     expect(() => loadConfig({}, file("root = ["))).toThrow(/cannot read config file/);

@@ -1,0 +1,95 @@
+// Opens the LayerIndex of a remote layer the cheapest way the cache allows:
+//  - eStargz: footer and TOC by Range request; files by chunk.
+//  - plain layer with its index cached: spans by Range request.
+//  - plain layer whose blob is cached whole: index it from disk.
+//  - plain layer met for the first time: stream the blob once into the cache
+//    while building its index, then serve it from the cache.
+import { createReadStream } from "node:fs";
+import { CachedBlob } from "../cache/cached-blob.js";
+import type { LayerCache } from "../cache/layer-cache.js";
+import { errorMessage } from "../errdefs/errors.js";
+import { EStargzLayerIndex } from "../layer/estargz.js";
+import type { LayerIndex } from "../layer/layer-index.js";
+import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
+import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
+import { TarLayerIndex } from "../layer/tar-layer.js";
+import type { RegistryClient } from "../registry/registry-client.js";
+import { logger } from "../util/trace.js";
+import type { RemoteLayerSpec } from "./remote-layer.js";
+
+const log = logger("remote");
+
+export type LayerFormat = "estargz" | "indexed" | "cached-blob" | "first-contact";
+
+export class LayerOpener {
+  constructor(
+    private readonly registry: RegistryClient,
+    private readonly cache: LayerCache,
+  ) {}
+
+  blobOf(spec: RemoteLayerSpec): CachedBlob {
+    return new CachedBlob(this.cache, spec.layerDigest, spec.size, (offset, length) =>
+      this.registry.fetchBlob(spec.imageRef, spec.layerDigest, { offset, length }),
+    );
+  }
+
+  /** How the layer will be opened, given what the cache holds now. */
+  async formatOf(spec: RemoteLayerSpec): Promise<LayerFormat> {
+    if (spec.tocDigest) return "estargz";
+    if (await this.#cachedIndex(spec)) return "indexed";
+    if (await this.cache.blobPath(spec.layerDigest)) return "cached-blob";
+    return "first-contact";
+  }
+
+  /** The layer's index; for eStargz this fetches the footer and TOC. */
+  async open(spec: RemoteLayerSpec, blob: CachedBlob): Promise<LayerIndex> {
+    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest });
+    const cached = await this.#cachedIndex(spec);
+    if (cached) return new TarLayerIndex(cached, blob);
+    const path = await this.cache.blobPath(spec.layerDigest);
+    const index = path
+      ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })
+      : await this.#firstContact(spec);
+    const { bytes } = serializeTarIndex(index);
+    await this.cache.storeIndex(spec.layerDigest, bytes);
+    return new TarLayerIndex(index, blob);
+  }
+
+  async #cachedIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {
+    const bytes = await this.cache.readIndex(spec.layerDigest);
+    if (!bytes) return undefined;
+    try {
+      const index = parseTarIndex(bytes);
+      if (index.digest === spec.layerDigest) return index;
+      log.warn("cached index describes another layer; rebuilding it", { layer: spec.layerDigest, index: index.digest });
+    } catch (err) {
+      log.warn("cached index is unreadable; rebuilding it", { layer: spec.layerDigest, error: errorMessage(err) });
+    }
+    return undefined;
+  }
+
+  /** Streams the whole blob once: into the cache and through the indexer, which checks the layer digest. */
+  async #firstContact(spec: RemoteLayerSpec): Promise<TarIndex> {
+    const started = Date.now();
+    const stream = await this.registry.blobStream(spec.imageRef, spec.layerDigest, 0);
+    const writer = this.cache.blobWriter(spec.layerDigest);
+    async function* tee(): AsyncGenerator<Buffer> {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        await writer.write(chunk);
+        yield chunk;
+      }
+    }
+    try {
+      const index = await buildTarIndex(tee(), { digest: spec.layerDigest, mediaType: spec.mediaType });
+      await writer.commit();
+      log.info("layer streamed, verified and indexed", {
+        layer: spec.layerDigest, bytes: index.blobSize, entries: index.entries.length, ms: Date.now() - started,
+      });
+      return index;
+    } catch (err) {
+      writer.abort();
+      stream.destroy();
+      throw err;
+    }
+  }
+}

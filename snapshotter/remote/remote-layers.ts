@@ -1,0 +1,165 @@
+// The lazily mounted layers of one augur: each is a FUSE mount of a LayerView
+// at a snapshot's `fs` directory. The overlay snapshotter asks this module to
+// describe a layer from Prepare's labels, mount it, and unmount it again.
+import pLimit from "p-limit";
+import type { LayerCache } from "../cache/layer-cache.js";
+import { errorMessage } from "../errdefs/errors.js";
+import { EStargzLayerIndex } from "../layer/estargz.js";
+import type { LayerView } from "../layer/layer-view.js";
+import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
+import type { LayerSource } from "../source/labels.js";
+import { logger } from "../util/trace.js";
+import { DeferredView } from "./deferred-view.js";
+import { LayerOpener, type LayerFormat } from "./layer-opener.js";
+import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
+
+const log = logger("remote");
+/** A resolved manifest is reused for the other layers of the same pull. */
+const MANIFEST_TTL_MS = 60_000;
+
+/** Mounts a view at a directory (the FUSE filesystem); returns how to unmount it. */
+export type LayerMounter = (dir: string, view: LayerView) => Promise<{ unmount(): Promise<void> }>;
+
+export interface RemoteLayersOptions {
+  registry: RegistryClient;
+  cache: LayerCache;
+  mount: LayerMounter;
+  platform?: string;
+}
+
+interface MountedRemoteLayer {
+  spec: RemoteLayerSpec;
+  format: LayerFormat;
+  view: DeferredView;
+  unmount(): Promise<void>;
+  unpin(): void;
+  mountedAt: number;
+}
+
+export interface RemoteLayerStatus {
+  dir: string;
+  layer: string;
+  format: LayerFormat;
+  ready: boolean;
+  fetchedBytes: number;
+}
+
+export class RemoteLayers {
+  readonly #opts: RemoteLayersOptions;
+  readonly #opener: LayerOpener;
+  readonly #mounted = new Map<string, MountedRemoteLayer>();
+  readonly #manifests = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
+  readonly #fetched = new Map<string, () => number>();
+
+  constructor(opts: RemoteLayersOptions) {
+    this.#opts = opts;
+    this.#opener = new LayerOpener(opts.registry, opts.cache);
+  }
+
+  /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */
+  async describe(source: LayerSource): Promise<RemoteLayerSpec> {
+    return specFor(source, await this.#resolve(source.imageRef));
+  }
+
+  /** Mounts the layer at `dir`. Returns once the mount is up; a first-contact layer keeps streaming. */
+  async mount(dir: string, spec: RemoteLayerSpec): Promise<void> {
+    if (this.#mounted.has(dir)) return;
+    const format = await this.#opener.formatOf(spec);
+    const blob = this.#opener.blobOf(spec);
+    const unpin = this.#opts.cache.pin(spec.layerDigest);
+    const view = new DeferredView(spec.layerDigest, () => this.#opener.open(spec, blob));
+    try {
+      // eStargz and indexed layers open in a few small requests: do it now so a
+      // broken layer falls back to a normal pull. A first contact streams on.
+      const opening = view.start();
+      if (format !== "first-contact") await opening;
+      else opening.catch((err: unknown) => log.error("layer stream failed; reads wait for a retry", { layer: spec.layerDigest, error: errorMessage(err) }));
+      const mounted = await this.#opts.mount(dir, view);
+      this.#mounted.set(dir, { spec, format, view, unmount: () => mounted.unmount(), unpin, mountedAt: Date.now() });
+      this.#fetched.set(dir, () => blob.fetchedBytes);
+      log.info("layer mounted lazily", { layer: spec.layerDigest, format, dir });
+      if (format === "estargz") void this.#prefetchLandmark(view, spec);
+    } catch (err) {
+      unpin();
+      throw err;
+    }
+  }
+
+  isMounted(dir: string): boolean {
+    return this.#mounted.has(dir);
+  }
+
+  async unmount(dir: string): Promise<void> {
+    const m = this.#mounted.get(dir);
+    if (!m) return;
+    this.#mounted.delete(dir);
+    this.#fetched.delete(dir);
+    m.unpin();
+    await m.unmount();
+  }
+
+  /** Owner of the layer's root directory (waits for a first-contact index). */
+  async rootOwner(dir: string): Promise<{ uid: number; gid: number } | undefined> {
+    const root = await this.#mounted.get(dir)?.view.getAttr("");
+    return root ? { uid: root.uid, gid: root.gid } : undefined;
+  }
+
+  /** Unpacked size and inode count, once the layer's index is known. */
+  usage(dir: string): { size: number; inodes: number } | undefined {
+    const index = this.#mounted.get(dir)?.view.ready;
+    if (!index) return undefined;
+    let size = 0;
+    let inodes = 0;
+    const seen = new Set<number>();
+    for (const e of index.entries()) {
+      if (seen.has(e.ino)) continue;
+      seen.add(e.ino);
+      inodes++;
+      size += e.type === "file" ? e.size : 0;
+    }
+    return { size, inodes };
+  }
+
+  status(): RemoteLayerStatus[] {
+    return [...this.#mounted.entries()].map(([dir, m]) => ({
+      dir, layer: m.spec.layerDigest, format: m.format, ready: m.view.ready !== undefined, fetchedBytes: this.#fetched.get(dir)?.() ?? 0,
+    }));
+  }
+
+  async close(): Promise<void> {
+    for (const dir of [...this.#mounted.keys()]) {
+      try {
+        await this.unmount(dir);
+      } catch (err) {
+        log.warn("could not unmount layer", { dir, error: errorMessage(err) });
+      }
+    }
+    await this.#opts.registry.close();
+  }
+
+  #resolve(ref: string): Promise<ResolvedImage> {
+    const hit = this.#manifests.get(ref);
+    if (hit && Date.now() - hit.at < MANIFEST_TTL_MS) return hit.image;
+    const image = this.#opts.registry.resolve(ref, this.#opts.platform);
+    this.#manifests.set(ref, { at: Date.now(), image });
+    image.catch(() => this.#manifests.delete(ref));
+    return image;
+  }
+
+  /** Fetches the files an eStargz builder put before its prefetch landmark, a few at a time. */
+  async #prefetchLandmark(view: DeferredView, spec: RemoteLayerSpec): Promise<void> {
+    const index = view.ready;
+    if (!(index instanceof EStargzLayerIndex) || index.prefetch.entries.length === 0) return;
+    const started = Date.now();
+    const limit = pLimit(4);
+    try {
+      await Promise.all(index.prefetch.entries.map((path) => limit(async () => {
+        const size = index.getAttr(path)?.size ?? 0;
+        if (size > 0) await index.readFile(path, 0, size);
+      })));
+      log.info("prefetched landmark files", { layer: spec.layerDigest, files: index.prefetch.entries.length, ms: Date.now() - started });
+    } catch (err) {
+      log.warn("prefetch of landmark files failed; reads fetch on demand", { layer: spec.layerDigest, error: errorMessage(err) });
+    }
+  }
+}
