@@ -54,7 +54,9 @@ export class LayerCache {
   readonly dir: string;
   readonly maxBytes: number;
   /** Recency order of every cached file (relative path -> size); eviction walks it oldest first. */
-  readonly #items = new LRUCache<string, Item>({ max: 10_000_000 });
+  // Sized by bytes only so lru-cache grows as needed (a `max` count preallocates
+  // that many slots); the byte bound and pins are enforced by #evict.
+  readonly #items = new LRUCache<string, Item>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (i) => Math.max(1, i.size) });
   /** Sorted [start, end) chunk ranges per layer hex, read from disk on first use. */
   readonly #ranges = new Map<string, [number, number][]>();
   readonly #pins = new Map<string, number>();

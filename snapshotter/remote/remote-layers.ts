@@ -16,6 +16,7 @@ import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
 const log = logger("remote");
 /** A resolved manifest is reused for the other layers of the same pull. */
 const MANIFEST_TTL_MS = 60_000;
+const FAILURE_TTL_MS = 10_000;
 
 /** Mounts a view at a directory (the FUSE filesystem); returns how to unmount it. */
 export type LayerMounter = (dir: string, view: LayerView) => Promise<{ unmount(): Promise<void> }>;
@@ -139,10 +140,11 @@ export class RemoteLayers {
 
   #resolve(ref: string): Promise<ResolvedImage> {
     const hit = this.#manifests.get(ref);
-    if (hit && Date.now() - hit.at < MANIFEST_TTL_MS) return hit.image;
+    if (hit && Date.now() - hit.at < MANIFEST_TTL_MS) return hit.image; // a failure is dropped sooner, by its timer
     const image = this.#opts.registry.resolve(ref, this.#opts.platform);
     this.#manifests.set(ref, { at: Date.now(), image });
-    image.catch(() => this.#manifests.delete(ref));
+    // A failure is remembered briefly, so the other layers of the same pull fall back at once.
+    image.catch(() => setTimeout(() => this.#manifests.get(ref)?.image === image && this.#manifests.delete(ref), FAILURE_TTL_MS).unref());
     return image;
   }
 
