@@ -97,5 +97,5 @@ function readConfigFile(path: string): ServeFlags {
     }
     out[spec.key] = v;
   }
-  return out as ServeFlags;
+  return out;
 }
