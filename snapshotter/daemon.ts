@@ -39,7 +39,7 @@ export class Daemon {
           mount: (dir, view) => mountLayer(dir, view),
         })
       : undefined;
-    const snapshotter = await OverlaySnapshotter.open(config.root, { remote });
+    const snapshotter = await OverlaySnapshotter.open(config.root, { remote, nativeCopy: config.nativeCopy });
     const metrics = new Metrics(snapshotter);
 
     const server = new grpc.Server();

@@ -24,6 +24,8 @@ export interface ServeConfig {
   cacheDir: string;
   /** Bytes the cache may hold. */
   cacheSize: number;
+  /** Unpack a lazily served layer once it is completely cached; new containers then skip FUSE. */
+  nativeCopy: boolean;
   /** docker config.json with registry credentials; default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
   dockerConfig: string | undefined;
 }
@@ -40,6 +42,7 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   socket: { key: "socket", type: "string" },
   api: { key: "api", type: "string" },
   lazy: { key: "lazy", type: "boolean" },
+  native_copy: { key: "nativeCopy", type: "boolean" },
   hosts_dir: { key: "hostsDir", type: "string" },
   cache_dir: { key: "cacheDir", type: "string" },
   cache_size: { key: "cacheSize", type: "size" },
@@ -55,6 +58,7 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     socket: flags.socket ?? file.socket ?? DEFAULT_SOCKET,
     api: flags.api ?? file.api ?? join(root, "api.sock"),
     lazy: flags.lazy ?? file.lazy ?? true,
+    nativeCopy: flags.nativeCopy ?? file.nativeCopy ?? true,
     hostsDir: flags.hostsDir ?? file.hostsDir ?? DEFAULT_HOSTS_DIR,
     cacheDir: flags.cacheDir ?? file.cacheDir ?? join(root, "cache"),
     cacheSize: size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size"),

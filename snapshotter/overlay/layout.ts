@@ -17,6 +17,10 @@ export class SnapshotLayout {
   fs(id: number): string {
     return join(this.dir(id), "fs");
   }
+  /** A lazily served layer unpacked once complete; new mounts read it instead of `fs`. */
+  native(id: number): string {
+    return join(this.dir(id), "native");
+  }
   work(id: number): string {
     return join(this.dir(id), "work");
   }

@@ -6,6 +6,8 @@ import type { SnapshotLayout } from "./layout.js";
 export interface MountOptions {
   /** Add `index=off` (set when the kernel's overlay module has the index feature). */
   indexOff: boolean;
+  /** The directory a committed parent is read from; default its `fs`. */
+  lowerDir?: (id: number) => string;
 }
 
 export function computeMounts(
@@ -14,6 +16,7 @@ export function computeMounts(
   opts: MountOptions = { indexOff: false },
 ): Mount[] {
   const { id, kind, parentIds } = snapshot;
+  const lower = opts.lowerDir ?? ((p: number) => layout.fs(p));
   if (parentIds.length === 0) {
     // A single layer cannot be an overlay: hand out the directory itself.
     return [{ type: "bind", source: layout.fs(id), options: [kind === "view" ? "ro" : "rw", "rbind"] }];
@@ -24,9 +27,9 @@ export function computeMounts(
     options.push(`workdir=${layout.work(id)}`, `upperdir=${layout.fs(id)}`);
   } else if (parentIds.length === 1) {
     // A read-only view of one layer is that layer, bound read-only.
-    return [{ type: "bind", source: layout.fs(parentIds[0] as number), options: ["ro", "rbind"] }];
+    return [{ type: "bind", source: lower(parentIds[0] as number), options: ["ro", "rbind"] }];
   }
   // The nearest parent is leftmost: overlayfs gives the first lowerdir precedence.
-  options.push(`lowerdir=${parentIds.map((p) => layout.fs(p)).join(":")}`);
+  options.push(`lowerdir=${parentIds.map(lower).join(":")}`);
   return [{ type: "overlay", source: "overlay", options }];
 }

@@ -23,6 +23,8 @@ import type { RemoteLayers } from "../remote/remote-layers.js";
 import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
 import { detachBelow, mountsBelow } from "./mountinfo.js";
+import { unpackNativeCopy } from "./native-copy.js";
+import pLimit from "p-limit";
 
 const log = logger("overlay");
 /** Beside a lazily served snapshot's `fs`: what to mount there again after a restart. */
@@ -31,6 +33,8 @@ const REMOTE_SPEC_FILE = "remote.json";
 export interface OverlaySnapshotterOptions {
   /** Lazily mounted layers; without it every layer is unpacked by containerd. */
   remote?: RemoteLayers;
+  /** Unpack a lazily served layer once its whole blob is cached, and give new mounts that copy. Default true. */
+  nativeCopy?: boolean;
 }
 
 export class OverlaySnapshotter implements Snapshotter {
@@ -39,14 +43,23 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #table: SnapshotTable;
   readonly #mountOptions: MountOptions;
   readonly #remote: RemoteLayers | undefined;
+  readonly #nativeCopy: boolean;
+  /** Snapshot ids whose native copy is complete. */
+  readonly #native = new Set<number>();
+  /** Unpacking competes with starting containers for disk and CPU: one at a time. */
+  readonly #unpacking = pLimit(1);
 
   private constructor(root: string, opts: OverlaySnapshotterOptions) {
     this.#remote = opts.remote;
+    this.#nativeCopy = opts.nativeCopy ?? true;
     this.layout = new SnapshotLayout(root);
     mkdirSync(this.layout.snapshotsDir, { recursive: true, mode: 0o700 });
     this.#store = new MetaStore(this.layout.metadataFile);
     this.#table = new SnapshotTable(this.#store.db);
-    this.#mountOptions = { indexOff: overlayHasIndexFeature() };
+    this.#mountOptions = {
+      indexOff: overlayHasIndexFeature(),
+      lowerDir: (id) => (this.#native.has(id) ? this.layout.native(id) : this.layout.fs(id)),
+    };
   }
 
   /** Opens (or creates) the snapshotter under `root` and removes what an earlier crash left behind. */
@@ -69,8 +82,10 @@ export class OverlaySnapshotter implements Snapshotter {
         log.error("snapshot is a lazily served layer but lazy pulling is disabled; it stays empty", { id });
         continue;
       }
+      if (existsSync(this.layout.native(id))) this.#native.add(id);
       try {
         await this.#remote.mount(this.layout.fs(id), parseSpec(readFileSync(file, "utf8"), file));
+        this.scheduleNativeCopy(id);
       } catch (err) {
         log.error("could not mount lazily served layer again; containers using it will fail", { id, error: errorMessage(err) });
       }
@@ -143,6 +158,7 @@ export class OverlaySnapshotter implements Snapshotter {
       await this.#remote.mount(fs, spec);
       const usage = this.#remote.usage(fs) ?? { size: 0, inodes: 0 };
       this.#store.write(() => this.#table.commit(scope, target, key, labels, usage, Date.now()));
+      this.scheduleNativeCopy(rec.id);
       return true;
     } catch (err) {
       await this.#remote.unmount(fs).catch(() => undefined);
@@ -150,6 +166,24 @@ export class OverlaySnapshotter implements Snapshotter {
       if (err instanceof AlreadyExistsError) return true; // a concurrent Prepare committed it first
       return why(errorMessage(err));
     }
+  }
+
+  /** Once the layer's whole blob is cached, unpacks it beside the FUSE mount for new containers to use. */
+  private scheduleNativeCopy(id: number): void {
+    const remote = this.#remote;
+    if (!remote || !this.#nativeCopy || this.#native.has(id)) return;
+    const fs = this.layout.fs(id);
+    void (async () => {
+      const blob = await remote.completeBlob(fs);
+      if (!blob) return;
+      await this.#unpacking(async () => {
+        if (!remote.isMounted(fs)) return; // removed meanwhile
+        const started = Date.now();
+        await unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id));
+        this.#native.add(id);
+        log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, ms: Date.now() - started });
+      });
+    })().catch((err: unknown) => log.warn("native copy of layer failed; containers keep reading it through FUSE", { id, error: errorMessage(err) }));
   }
 
   #exists(scope: Scope, key: string): boolean {

@@ -99,6 +99,18 @@ export class RemoteLayers {
     await m.unmount();
   }
 
+  /**
+   * The cached whole blob of a layer mounted at `dir`, once its index is
+   * complete (the blob matched its digest); undefined for layers read by range.
+   */
+  async completeBlob(dir: string): Promise<{ path: string; mediaType: string; layer: string } | undefined> {
+    const m = this.#mounted.get(dir);
+    if (!m || m.spec.tocDigest) return undefined;
+    await m.view.start();
+    const path = await this.#opts.cache.blobPath(m.spec.layerDigest);
+    return path ? { path, mediaType: m.spec.mediaType, layer: m.spec.layerDigest } : undefined;
+  }
+
   /** Owner of the layer's root directory (waits for a first-contact index). */
   async rootOwner(dir: string): Promise<{ uid: number; gid: number } | undefined> {
     const root = await this.#mounted.get(dir)?.view.getAttr("");

@@ -143,6 +143,21 @@ describe("lazy pulling through containerd", () => {
     expect(usage).toMatch(/\d/);
   });
 
+  it("once a first-contact layer is completely cached, new containers get a native copy instead of FUSE", async () => {
+    await waitFor("native copies of the plain image's layers", () =>
+      (augur.proc.log().match(/layer unpacked natively/g) ?? []).length >= plain.layerDigests.length, 60_000);
+    const mounts = JSON.parse(await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "prepare", "--mounts", "native-probe", chainTop(plain)])) as
+      { Type: string; Options: string[] }[];
+    expect(mounts[0]?.Type).toBe("overlay");
+    const lowers = (mounts[0]?.Options.find((o) => o.startsWith("lowerdir=")) ?? "").slice("lowerdir=".length).split(":");
+    expect(lowers).toHaveLength(3);
+    expect(lowers.every((l) => l.endsWith("/native"))).toBe(true);
+    await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "rm", "native-probe"]);
+    // The copy is exact: whiteouts, opaque dirs, links and bytes as through FUSE.
+    const out = await runProbe(containerd, refs.plain, "plain-native", `${PROBE}; md5sum /big/random.bin; stat -c '%s %a %u' /big/random.bin`);
+    expect(out.stdout).toBe(`${PROBE_OUT}${md5(BIG)}  /big/random.bin\n${BIG.length} 644 0\n`);
+  });
+
   it("zstd layers are served lazily too", async () => {
     const pulled = await rpull(containerd, refs.zstd);
     expect(pulled.code, pulled.stderr).toBe(0);

@@ -18,7 +18,7 @@ const file = (text: string): string => {
 describe("loadConfig", () => {
   it("defaults keep everything under the root", () => {
     expect(loadConfig({})).toEqual({
-      root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true,
+      root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true, nativeCopy: true,
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");

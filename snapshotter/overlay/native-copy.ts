@@ -1,0 +1,48 @@
+// A native copy of a lazily served layer: once the whole verified blob is in
+// the cache, it is unpacked into `s/<id>/native` exactly as containerd's
+// applier would (overlayfs whiteouts: a 0/0 character device per deleted
+// name, `trusted.overlay.opaque=y` on opaque directories), so new containers
+// get a plain directory as their lower layer and stop paying for FUSE.
+// GNU tar does the unpacking: it already handles owners, modes, mtimes,
+// xattrs, hardlinks, devices and refuses `..` members. Built under
+// `native.tmp` and renamed, so a crash never leaves half a copy in use.
+import { execFile } from "node:child_process";
+import { readdir, rename, rm, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { compressionOf } from "../layer/decoders.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/layer-index.js";
+
+const run = promisify(execFile);
+
+export async function unpackNativeCopy(blobPath: string, mediaType: string, target: string): Promise<void> {
+  const tmp = `${target}.tmp`;
+  await rm(tmp, { recursive: true, force: true });
+  await run("mkdir", ["-m", "0755", tmp]);
+  try {
+    const decompress = { gzip: ["-z"], zstd: ["--zstd"], none: [] }[compressionOf(mediaType)];
+    await run("nice", ["-n", "10", "tar", "-x", ...decompress, "-f", blobPath, "-C", tmp,
+      "--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--delay-directory-restore"], { maxBuffer: 1 << 20 });
+    await convertWhiteouts(tmp);
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Turns OCI whiteout files into the form overlayfs reads. */
+async function convertWhiteouts(dir: string): Promise<void> {
+  for (const ent of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, ent.name);
+    if (ent.name === OPAQUE_MARKER) {
+      await unlink(path);
+      await run("setfattr", ["-n", "trusted.overlay.opaque", "-v", "y", dir]);
+    } else if (ent.name.startsWith(WHITEOUT_PREFIX)) {
+      await unlink(path);
+      await run("mknod", ["-m", "0", join(dir, ent.name.slice(WHITEOUT_PREFIX.length)), "c", "0", "0"]);
+    } else if (ent.isDirectory()) {
+      await convertWhiteouts(path);
+    }
+  }
+}
