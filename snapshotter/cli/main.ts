@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { loadConfig } from "../config/config.js";
 import { Daemon } from "../daemon.js";
 import { errorMessage } from "../errdefs/errors.js";
+import { PULL_USAGE, pullCommand } from "../pull/pull-command.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -22,7 +23,7 @@ Usage:
       --cache-size N  bytes the cache may hold, e.g. 20GiB (default 20GiB)
       --docker-config FILE  registry credentials (default ~/.docker/config.json)
       --no-lazy       never serve layers lazily; containerd unpacks every layer
-  augur version
+${PULL_USAGE}  augur version
   augur help
 `;
 
@@ -80,6 +81,9 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "serve":
       return serve(rest);
+    case "pull":
+      await pullCommand(rest);
+      return;
     case "version":
     case "--version":
       process.stdout.write(`augur ${version()}\n`);

@@ -24,6 +24,7 @@ export const PROTO_FILES = {
   images: `${API}/images/v1/images.proto`,
   leases: `${API}/leases/v1/leases.proto`,
   containers: `${API}/containers/v1/containers.proto`,
+  diff: `${API}/diff/v1/diff.proto`,
 };
 
 export const LOADER_OPTIONS: protoLoader.Options = {

@@ -29,6 +29,8 @@ export interface RegistryClientOptions extends TransportOptions {
   credentials?: CredentialStore;
   /** Path of a docker config.json. Default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. */
   dockerConfig?: string;
+  /** Speak plain HTTP to every host, whatever hosts.toml or the host name says (`--plain-http`). */
+  plainHttp?: boolean;
 }
 
 /** What an image reference resolved to, for one platform. */
@@ -38,6 +40,8 @@ export interface ResolvedImage {
   digest: string;
   /** Digest the reference itself points at: the index for multi-platform images, else `digest`. */
   rootDigest: string;
+  /** The image index the reference points at, with its exact bytes; absent when it points at a manifest. */
+  index?: { mediaType: string; bytes: Buffer; manifests: Descriptor[] };
   manifest: ImageManifest;
   /** The exact manifest bytes `digest` was verified against. */
   manifestBytes: Buffer;
@@ -59,11 +63,13 @@ export class RegistryClient {
   readonly #hostsDir: string;
   readonly #endpoints = new Map<string, Promise<RegistryEndpoint[]>>();
   readonly #resumes: number;
+  readonly #plainHttp: boolean;
 
   constructor(options: RegistryClientOptions = {}) {
     this.#transport = new HttpTransport(options);
     this.#hostsDir = options.hostsDir ?? DEFAULT_HOSTS_DIR;
     this.#resumes = options.retries ?? DEFAULT_RETRIES;
+    this.#plainHttp = options.plainHttp ?? false;
     const credentials = options.credentials ? Promise.resolve(options.credentials) : loadDockerCredentials(options.dockerConfig);
     this.#authorizer = credentials.then((c) => new Authorizer(this.#transport, c));
     this.#authorizer.catch(() => undefined);
@@ -78,7 +84,9 @@ export class RegistryClient {
     const root = await this.#fetchManifest(reference, reference.digest ?? reference.tag ?? "latest", capability);
     let fetched = root;
     let parsed = parseManifest(root.bytes, root.contentType, `manifest ${name}`);
+    let index: ResolvedImage["index"];
     if (parsed.kind === "index") {
+      index = { mediaType: parsed.index.mediaType, bytes: root.bytes, manifests: parsed.index.manifests };
       const chosen = selectManifest(parsed.index, wanted, `image index ${name}@${root.digest}`);
       fetched = await this.#fetchManifest(reference, chosen.digest, "pull");
       parsed = parseManifest(fetched.bytes, fetched.contentType, `manifest ${name}@${chosen.digest}`);
@@ -86,7 +94,10 @@ export class RegistryClient {
     }
     const { manifest } = parsed;
     log.debug("resolved image", { ref: name, digest: fetched.digest, layers: manifest.layers.length });
-    return { reference, digest: fetched.digest, rootDigest: root.digest, manifest, manifestBytes: fetched.bytes, config: manifest.config, layers: manifest.layers };
+    return {
+      reference, digest: fetched.digest, rootDigest: root.digest, ...(index ? { index } : {}),
+      manifest, manifestBytes: fetched.bytes, config: manifest.config, layers: manifest.layers,
+    };
   }
 
   /** The whole blob, verified against `digest`, or `range` of it (verified by the caller). */
@@ -198,6 +209,7 @@ export class RegistryClient {
     let endpoints = this.#endpoints.get(host);
     if (!endpoints) {
       endpoints = loadHosts(host, this.#hostsDir);
+      if (this.#plainHttp) endpoints = endpoints.then((list) => list.map((e) => ({ ...e, url: e.url.replace(/^https:/, "http:") })));
       this.#endpoints.set(host, endpoints);
       endpoints.catch(() => this.#endpoints.delete(host));
     }
