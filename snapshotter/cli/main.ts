@@ -23,6 +23,8 @@ Usage:
       --cache-size N  bytes the cache may hold, e.g. 20GiB (default 20GiB)
       --docker-config FILE  registry credentials (default ~/.docker/config.json)
       --no-lazy       never serve layers lazily; containerd unpacks every layer
+      --no-native-copy  keep serving completely cached layers through FUSE
+                      (default: unpack them and give new containers that copy)
 ${PULL_USAGE}  augur version
   augur help
 `;
@@ -45,6 +47,7 @@ async function serve(argv: string[]): Promise<void> {
       "cache-size": { type: "string" },
       "docker-config": { type: "string" },
       "no-lazy": { type: "boolean" },
+      "no-native-copy": { type: "boolean" },
     },
     strict: true,
   });
@@ -52,6 +55,7 @@ async function serve(argv: string[]): Promise<void> {
     {
       root: values.root, socket: values.socket, api: values.api, hostsDir: values["hosts-dir"], cacheDir: values["cache-dir"],
       cacheSize: values["cache-size"], dockerConfig: values["docker-config"], lazy: values["no-lazy"] ? false : undefined,
+      nativeCopy: values["no-native-copy"] ? false : undefined,
     },
     values.config,
   );

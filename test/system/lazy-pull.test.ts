@@ -165,6 +165,24 @@ describe("lazy pulling through containerd", () => {
     expect(out.stdout).toBe(`${PROBE_OUT}${md5(BIG)}  /big/random.bin\n`);
   });
 
+  it("GET /cache/status shows the cache and every lazily mounted layer", async () => {
+    const r = await run("curl", ["-sf", "--unix-socket", augur.apiSocket, "http://augur/cache/status"]);
+    expect(r.code).toBe(0);
+    const status = JSON.parse(r.stdout) as {
+      lazy: boolean; cache: { usedBytes: number; maxBytes: number; files: { blobs: number; indexes: number } };
+      layers: { layer: string; format: string; ready: boolean }[];
+    };
+    expect(status.lazy).toBe(true);
+    expect(status.cache.usedBytes).toBeGreaterThan(0);
+    expect(status.cache.usedBytes).toBeLessThanOrEqual(status.cache.maxBytes);
+    expect(status.cache.files.indexes).toBeGreaterThanOrEqual(6); // plain and zstd layers
+    expect(status.layers.length).toBe(9); // 3 images x 3 layers
+    for (const d of [...plain.layerDigests, ...zstd.layerDigests, ...estargzLayers.map((l) => l.digest)]) {
+      expect(status.layers.find((l) => l.layer === d)?.ready).toBe(true);
+    }
+    expect(status.layers.filter((l) => l.format === "estargz")).toHaveLength(3);
+  });
+
   it("a restarted augur mounts its lazy layers again and containers still run", async () => {
     await augur.stop("SIGKILL");
     augur = await startAugur(dir, { root: join(dir, "r"), logName: "augur-restarted.log" });
