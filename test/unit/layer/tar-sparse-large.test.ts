@@ -1,6 +1,6 @@
-import { describe, it, expect } from "vitest";
+import { describe, it, expect, onTestFinished } from "vitest";
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, writeSync, ftruncateSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, ftruncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -36,6 +36,7 @@ describe.each([
 ])("sparse file written by GNU tar (%s)", (_name, flags) => {
   it("reads holes as zeros and data from the archive", async () => {
     const dir = mkdtempSync(join(tmpdir(), "augur-sparse-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const want = sparseFile(dir);
     execFileSync("tar", ["-C", dir, "--sparse", ...flags, "-cf", join(dir, "l.tar"), "sparse.bin"]);
     const tarball = joinTars(readFileSync(join(dir, "l.tar")), await layerTar([{ type: "file", path: "after", content: "after\n" }]));
