@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # for the layer tests.
 PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static libfuse2 fuse3 iproute2 zstd ca-certificates
   zlib1g-dev golang-go golang-github-containerd-stargz-snapshotter-dev)
+# debootstrap and attr (getfattr) build the benchmark images from Debian packages
+# (scripts/images/debian-image.ts).
+PKGS+=(debootstrap attr)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

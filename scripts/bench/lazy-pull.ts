@@ -1,0 +1,401 @@
+// Hello-bench style lazy-pull benchmark.
+//
+// The registry runs in a network namespace behind `tc htb` (default 100 Mbit/s)
+// and a user-space proxy that adds per-connection and per-request latency and
+// counts bytes (scripts/bench/netns.ts). For each mode and run, from a wiped
+// state (fresh containerd root, fresh augur root and cache), it times from the
+// start of the pull until the container prints READY, and records the bytes
+// that crossed the proxy before READY and augur's peak RSS (VmHWM).
+//
+//   npm run bench -- [--image python] [--modes overlayfs,local,...] [--runs 3]
+//                    [--rate 100] [--latency 20] [--out FILE] [--build]
+//
+// Modes:
+//   overlayfs            ctr images pull --snapshotter overlayfs, then ctr run (the full pull)
+//   local                the image already pulled and unpacked; only ctr run is timed
+//   augur-plain-first    ctr-remote images rpull --snapshotter augur on the plain gzip image, empty cache
+//   augur-plain-indexed  the same, with the layer indexes from an earlier first contact kept in the cache
+//                        (everything else wiped: see --keep-cache-subdirs)
+//   augur-estargz        ctr-remote images rpull --snapshotter augur on the eStargz image
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { startAugur, type Augur } from "../lib/augur.js";
+import { startContainerd, type Containerd } from "../lib/containerd.js";
+import { removeScratch, runOk, scratchDir } from "../lib/processes.js";
+import { DEFAULT_CACHE, WORKLOADS, buildDebianImages, pushDebianImages, registryStorage, storedManifestLayers, type Workload } from "../images/debian-image.js";
+import { startSlowRegistry, type SlowRegistry } from "./netns.js";
+
+export const MODES = ["overlayfs", "local", "augur-plain-first", "augur-plain-indexed", "augur-estargz"] as const;
+export type Mode = (typeof MODES)[number];
+
+const { values } = parseArgs({
+  options: {
+    image: { type: "string", default: "python" },
+    modes: { type: "string", default: MODES.join(",") },
+    runs: { type: "string", default: "3" },
+    rate: { type: "string", default: "100" },
+    latency: { type: "string", default: "20" },
+    cache: { type: "string", default: DEFAULT_CACHE },
+    out: { type: "string" },
+    build: { type: "boolean", default: false },
+    timeout: { type: "string", default: "600" },
+    "drop-caches": { type: "boolean", default: false },
+    // How augur is started. {cache} is replaced by the run's augur cache directory,
+    // {hosts} by a containerd-style hosts directory naming the registry as plain HTTP.
+    "augur-args": { type: "string", default: "--cache-dir {cache} --hosts-dir {hosts}" },
+    // For augur-plain-indexed: which subdirectories of the cache survive from the first contact.
+    "keep-cache-subdirs": { type: "string", default: "indexes" },
+    // Median seconds of an earlier overlayfs full pull, for ratios when --modes leaves overlayfs out.
+    "baseline-s": { type: "string" },
+    verbose: { type: "boolean", short: "v", default: false },
+  },
+});
+
+const workload: Workload | undefined = WORKLOADS[values.image];
+if (!workload) throw new Error(`unknown --image ${values.image} (known: ${Object.keys(WORKLOADS).join(", ")})`);
+const modes = values.modes.split(",").map((m) => m.trim()) as Mode[];
+for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode ${m} (known: ${MODES.join(", ")})`);
+const runs = Number(values.runs);
+const timeoutMs = Number(values.timeout) * 1000;
+const keepSubdirs = values["keep-cache-subdirs"].split(",").filter(Boolean);
+const cache = values.cache;
+/** containerd-style hosts directory (<host>/hosts.toml) for the registry, written once the proxy listens. */
+let hostsDir = "";
+
+const say = (msg: string): void => console.log(msg);
+const debug = (msg: string): void => {
+  if (values.verbose) console.log(`    ${msg}`);
+};
+
+// ---------------------------------------------------------------- results
+
+interface RunResult {
+  ok: boolean;
+  error?: string;
+  /** Seconds from pull start to READY. */
+  readyS?: number;
+  /** Seconds the pull command took (0 for local). */
+  pullS?: number;
+  /** Bytes registry → node before READY, and in the whole run. */
+  bytesBeforeReady?: number;
+  bytesTotal?: number;
+  requestsBeforeReady?: number;
+  /** augur's VmHWM, bytes. */
+  augurPeakRss?: number;
+}
+
+interface ModeResult {
+  mode: Mode;
+  runs: RunResult[];
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? (s[(n - 1) / 2] as number) : ((s[n / 2 - 1] as number) + (s[n / 2] as number)) / 2;
+};
+
+// ---------------------------------------------------------------- one run
+
+/** VmHWM of a process, bytes (0 if it is gone). */
+function peakRss(pid: number): number {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs a container and resolves when it prints `ready` (then waits for it to exit). */
+function runUntilReady(containerd: Containerd, args: string[], ready: string, onReady: () => void): Promise<{ output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("ctr", ["--address", containerd.address, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let seen = false;
+    const timer = setTimeout(() => {
+      if (child.pid) process.kill(child.pid, "SIGKILL");
+      reject(new Error(`timed out after ${timeoutMs / 1000} s waiting for ${ready}; output:\n${out.slice(-2000)}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      if (!seen && out.includes(ready)) {
+        seen = true;
+        onReady();
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (seen) resolve({ output: out });
+      else reject(new Error(`ctr ${args.join(" ")} exited ${code} without printing ${ready}:\n${out.slice(-2000)}`));
+    });
+  });
+}
+
+interface RunEnv {
+  dir: string;
+  augurCache: string;
+  augur?: Augur;
+  containerd: Containerd;
+}
+
+async function startEnv(mode: Mode, seedCache?: string): Promise<RunEnv> {
+  const dir = scratchDir("augur-bench-");
+  const augurCache = join(dir, "augur-cache");
+  mkdirSync(augurCache, { recursive: true });
+  if (seedCache) for (const sub of keepSubdirs) if (existsSync(join(seedCache, sub))) cpSync(join(seedCache, sub), join(augurCache, sub), { recursive: true });
+  let augur: Augur | undefined;
+  try {
+    if (mode.startsWith("augur")) {
+      const extra = values["augur-args"].split(" ").filter(Boolean).map((a) => a.replaceAll("{cache}", augurCache).replaceAll("{hosts}", hostsDir));
+      augur = await startAugur(dir, { root: join(dir, "ar"), socket: join(dir, "augur.sock"), extraArgs: extra });
+    }
+    const containerd = await startContainerd(dir, augur?.socket ?? join(dir, "augur.sock"));
+    return { dir, augurCache, augur, containerd };
+  } catch (err) {
+    await augur?.stop();
+    await removeScratch(dir);
+    throw err;
+  }
+}
+
+async function stopEnv(env: RunEnv): Promise<void> {
+  await env.containerd.stop().catch((e: unknown) => say(`    containerd stop: ${String(e)}`));
+  await env.augur?.stop().catch((e: unknown) => say(`    augur stop: ${String(e)}`));
+  await removeScratch(env.dir);
+}
+
+function dropCaches(): void {
+  if (!values["drop-caches"]) return;
+  try {
+    writeFileSync("/proc/sys/vm/drop_caches", "3");
+  } catch {
+    // not permitted: ignore
+  }
+}
+
+/**
+ * One timed run in `env`. Returns the result; the caller stops the env.
+ */
+async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string, n: number): Promise<RunResult> {
+  const { containerd, augur } = env;
+  const snapshotter = mode.startsWith("augur") ? "augur" : "overlayfs";
+  if (mode === "local") {
+    await containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref], timeoutMs);
+  }
+  dropCaches();
+  reg.proxy.reset();
+  let readyAt = 0;
+  let atReady = reg.proxy.stats();
+  const t0 = performance.now();
+  if (mode === "overlayfs") {
+    await containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref], timeoutMs);
+  } else if (mode !== "local") {
+    await runOk("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
+  }
+  const pullS = (performance.now() - t0) / 1000;
+  debug(`pull ${pullS.toFixed(2)} s, ${(reg.proxy.stats().down / 1e6).toFixed(1)} MB`);
+  await runUntilReady(containerd, ["run", "--rm", "--snapshotter", snapshotter, ref, `bench-${n}`], workload?.ready ?? "READY", () => {
+    readyAt = performance.now();
+    atReady = reg.proxy.stats();
+  });
+  const total = reg.proxy.stats();
+  return {
+    ok: true,
+    readyS: (readyAt - t0) / 1000,
+    pullS,
+    bytesBeforeReady: atReady.down,
+    bytesTotal: total.down,
+    requestsBeforeReady: atReady.requests,
+    augurPeakRss: augur ? peakRss(augur.proc.pid) : undefined,
+  };
+}
+
+/** augur-plain-indexed: a first contact (untimed) whose cache keeps only `keepSubdirs`. */
+async function primeIndexes(reg: SlowRegistry, ref: string): Promise<string> {
+  const env = await startEnv("augur-plain-first");
+  try {
+    await runOk("ctr-remote", ["--address", env.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
+    await runUntilReady(env.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "prime"], workload?.ready ?? "READY", () => undefined);
+  } finally {
+    // Stop augur before copying so what it writes at shutdown is included.
+    await env.containerd.stop().catch(() => undefined);
+    await env.augur?.stop().catch(() => undefined);
+  }
+  const saved = scratchDir("augur-bench-index-");
+  const held = existsSync(env.augurCache) ? readdirSync(env.augurCache).join(", ") || "nothing" : "nothing";
+  const found = keepSubdirs.filter((s) => existsSync(join(env.augurCache, s)) && readdirSync(join(env.augurCache, s)).length > 0);
+  for (const sub of found) cpSync(join(env.augurCache, sub), join(saved, sub), { recursive: true });
+  await removeScratch(env.dir);
+  if (found.length === 0) {
+    await removeScratch(saved);
+    throw new Error(`first contact left nothing under ${keepSubdirs.map((s) => `<cache>/${s}`).join(", ")} (the cache dir held: ${held}; adapt --keep-cache-subdirs)`);
+  }
+  return saved;
+}
+
+async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
+  const tag = mode === "augur-estargz" ? "estargz" : "plain";
+  const ref = `${reg.host}/${workload?.repo}:${tag}`;
+  const result: ModeResult = { mode, runs: [] };
+  let seed: string | undefined;
+  try {
+    if (mode === "augur-plain-indexed") {
+      say(`  ${mode}: first contact to build the index (untimed)`);
+      seed = await primeIndexes(reg, ref);
+    }
+    for (let i = 1; i <= runs; i++) {
+      let env: RunEnv | undefined;
+      try {
+        env = await startEnv(mode, seed);
+        const r = await timedRun(mode, env, reg, ref, i);
+        result.runs.push(r);
+        say(
+          `  ${mode} run ${i}/${runs}: READY after ${r.readyS?.toFixed(2)} s (pull ${r.pullS?.toFixed(2)} s), ` +
+            `${((r.bytesBeforeReady ?? 0) / 1e6).toFixed(1)} MB fetched before READY (${((r.bytesTotal ?? 0) / 1e6).toFixed(1)} MB in all)` +
+            (r.augurPeakRss ? `, augur peak RSS ${(r.augurPeakRss / 1e6).toFixed(0)} MB` : ""),
+        );
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        say(`  ${mode} run ${i}/${runs}: FAILED: ${msg.split("\n").slice(0, 6).join("\n      ")}`);
+        result.runs.push({ ok: false, error: msg });
+        break; // a mode that fails once is reported failed; move on
+      } finally {
+        if (env) await stopEnv(env);
+      }
+    }
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    say(`  ${mode}: FAILED: ${msg.split("\n").slice(0, 6).join("\n      ")}`);
+    result.runs.push({ ok: false, error: msg });
+  } finally {
+    if (seed) await removeScratch(seed);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- report
+
+function imageSummary(): string {
+  const lines: string[] = [];
+  for (const tag of ["plain", "estargz"]) {
+    try {
+      const layers = storedManifestLayers(cache, workload?.repo ?? "", tag);
+      const total = layers.reduce((a, l) => a + l.size, 0);
+      lines.push(`${workload?.repo}:${tag}: ${layers.length} layers, ${(total / 1e6).toFixed(1)} MB compressed (${layers.map((l) => (l.size / 1e6).toFixed(1)).join(" + ")})`);
+    } catch {
+      lines.push(`${workload?.repo}:${tag}: not in the registry storage`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/** The issue's targets (stated for the python image): pass/fail lines. */
+function targets(results: ModeResult[], baseS: number): string[] {
+  const lines: string[] = [];
+  const medianOf = (mode: Mode): number | undefined => {
+    const r = results.find((x) => x.mode === mode);
+    if (!r || r.runs.length === 0 || r.runs.some((x) => !x.ok)) return undefined;
+    return median(r.runs.map((x) => x.readyS ?? NaN));
+  };
+  const check = (what: string, ok: boolean | undefined): string => `- ${ok === undefined ? "NOT MEASURED" : ok ? "PASS" : "FAIL"}: ${what}`;
+  const augurModes = MODES.filter((m) => m.startsWith("augur") && results.some((r) => r.mode === m));
+  for (const m of augurModes) {
+    const s = medianOf(m);
+    lines.push(check(`${m} never slower than the full pull (ratio <= 1.00)`, s === undefined || !Number.isFinite(baseS) ? undefined : s <= baseS));
+  }
+  for (const m of ["augur-plain-indexed", "augur-estargz"] as const) {
+    if (!augurModes.includes(m)) continue;
+    const s = medianOf(m);
+    lines.push(check(`${m} at most 0.25 of the full pull's time`, s === undefined || !Number.isFinite(baseS) ? undefined : s <= 0.25 * baseS));
+  }
+  if (augurModes.length > 0) {
+    const rss = results.filter((r) => r.mode.startsWith("augur")).flatMap((r) => r.runs.filter((x) => x.ok).map((x) => x.augurPeakRss ?? 0));
+    lines.push(check("augur peak RSS under 300 MB in every run", rss.length === 0 ? undefined : Math.max(...rss) < 300e6));
+  }
+  return lines;
+}
+
+function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: number }): string {
+  const base = results.find((r) => r.mode === "overlayfs");
+  const baseOk =
+    base && base.runs.length === runs && base.runs.every((r) => r.ok)
+      ? median(base.runs.map((r) => r.readyS ?? NaN))
+      : values["baseline-s"] !== undefined
+        ? Number(values["baseline-s"])
+        : NaN;
+  const targetLines = targets(results, baseOk);
+  const mb = (b: number): string => (b / 1e6).toFixed(1);
+  const rows = results.map((r) => {
+    const ok = r.runs.filter((x) => x.ok);
+    const failed = r.runs.find((x) => !x.ok);
+    if (failed || ok.length === 0) {
+      const why = (failed?.error ?? "no runs").split("\n")[0]?.replace(/\|/g, "\\|").slice(0, 160);
+      return `| ${r.mode} | FAILED | | | | | ${why} |`;
+    }
+    const med = median(ok.map((x) => x.readyS ?? NaN));
+    const pull = median(ok.map((x) => x.pullS ?? NaN));
+    const bytes = median(ok.map((x) => x.bytesBeforeReady ?? 0));
+    const rss = Math.max(...ok.map((x) => x.augurPeakRss ?? 0));
+    const ratio = Number.isFinite(baseOk) ? (med / baseOk).toFixed(2) : "n/a";
+    const all = ok.map((x) => (x.readyS ?? 0).toFixed(2)).join(", ");
+    return `| ${r.mode} | ${med.toFixed(2)} | ${ratio} | ${pull.toFixed(2)} | ${mb(bytes)} | ${rss ? `${(rss / 1e6).toFixed(0)} MB` : "-"} | runs: ${all} |`;
+  });
+  return [
+    `## lazy-pull benchmark: ${workload?.name} (${new Date().toISOString()})`,
+    "",
+    `Workload: ${workload?.description}; ready marker \`${workload?.ready}\`.`,
+    ...(!base && Number.isFinite(baseOk) ? [`Ratios are to a full pull of ${baseOk} s given with --baseline-s.`] : []),
+    `Registry behind ${meta.rateMbit} Mbit/s (tc htb, both directions) + ${meta.latencyMs} ms per connection and per request (user-space proxy). Median of ${runs} runs, each from a wiped state.`,
+    "",
+    "```",
+    imageSummary(),
+    "```",
+    "",
+    "| mode | median s to READY | ratio to overlayfs full pull | median pull s | MB fetched before READY | augur peak RSS | notes |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+    ...(targetLines.length > 0 ? [`Targets (the issue states them for the python image):`, "", ...targetLines, ""] : []),
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  if (values.build || !existsSync(registryStorage(cache))) {
+    say("building and pushing the benchmark images (cached)");
+    await pushDebianImages(await buildDebianImages(cache), cache);
+  }
+  const rateMbit = Number(values.rate);
+  const latencyMs = Number(values.latency);
+  const dir = scratchDir("augur-bench-reg-");
+  say(`lazy-pull benchmark: image ${workload?.name}, modes ${modes.join(", ")}, ${runs} runs, ${rateMbit} Mbit/s, ${latencyMs} ms latency`);
+  const reg = await startSlowRegistry(dir, registryStorage(cache), { rateMbit, latencyMs });
+  hostsDir = join(dir, "certs.d");
+  mkdirSync(join(hostsDir, reg.host), { recursive: true });
+  writeFileSync(join(hostsDir, reg.host, "hosts.toml"), `server = "http://${reg.host}"\n`);
+  say(`registry in netns ${reg.netns.name} (${reg.netns.nsIp}:5000), clients use ${reg.host}`);
+  const results: ModeResult[] = [];
+  try {
+    for (const mode of modes) results.push(await benchMode(mode, reg));
+  } finally {
+    await reg.stop();
+    await removeScratch(dir);
+  }
+  const md = report(results, { rateMbit, latencyMs });
+  console.log("\n" + md);
+  const outDir = join(cache, "results");
+  mkdirSync(outDir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const out = values.out ?? join(outDir, `lazy-pull-${workload?.name}-${stamp}.md`);
+  writeFileSync(out, md);
+  writeFileSync(out.replace(/\.md$/, "") + ".json", JSON.stringify({ image: workload?.name, rateMbit, latencyMs, runs, results }, null, 2));
+  say(`results written to ${out} (and .json)`);
+}
+
+await main();
