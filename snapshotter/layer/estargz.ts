@@ -34,6 +34,14 @@ export interface PrefetchInfo {
   size: number;
 }
 
+/**
+ * A miss also fetches the chunks that follow it in the blob, up to this many
+ * compressed bytes in the same request: files of one directory sit together
+ * in the blob and are read together (an interpreter importing modules), and
+ * one round trip to the registry costs more than a few hundred KiB.
+ */
+export const READ_AHEAD_BYTES = 1 << 20;
+
 const TYPES: Record<string, EntryType> = {
   dir: "dir", reg: "file", symlink: "symlink", hardlink: "hardlink", char: "char", block: "block", fifo: "fifo",
 };
@@ -48,6 +56,8 @@ export class EStargzLayerIndex implements LayerIndex {
   readonly #tree: EntryTree<EStargzChunk[]>;
   readonly #cache = new LRUCache<string, Buffer>({ maxSize: 64 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
   readonly #inflight = new Map<string, Promise<Buffer>>();
+  /** Every chunk with a digest, in blob order, for read-ahead. */
+  readonly #byOffset: EStargzChunk[];
 
   private constructor(digest: string, blob: BlobSource, loaded: LoadedToc) {
     this.digest = digest;
@@ -56,6 +66,10 @@ export class EStargzLayerIndex implements LayerIndex {
     const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
     this.prefetch = prefetch;
     this.#tree = new EntryTree(inputs);
+    this.#byOffset = inputs
+      .flatMap((i) => i.content ?? [])
+      .filter((c) => c.digest !== undefined)
+      .sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
   }
 
   /** Opens an eStargz layer; `tocDigest` is the layer's toc.digest annotation when the manifest has one. */
@@ -93,7 +107,8 @@ export class EStargzLayerIndex implements LayerIndex {
     const end = Math.min(file.entry.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
     const chunks = (file.content ?? []).filter((c) => c.offset < end && c.offset + c.size > offset);
-    const datas = await Promise.all(this.#chunks(chunks));
+    const wanted = this.#chunks([...chunks, ...this.#readAhead(chunks)]).slice(0, chunks.length);
+    const datas = await Promise.all(wanted);
     const out = Buffer.alloc(end - offset);
     chunks.forEach((c, i) => {
       const data = datas[i] as Buffer;
@@ -101,6 +116,31 @@ export class EStargzLayerIndex implements LayerIndex {
       const hi = Math.min(end, c.offset + c.size);
       data.copy(out, lo - offset, lo - c.offset, hi - c.offset);
     });
+    return out;
+  }
+
+  /** Chunks that follow the last missing one of `chunks` back to back, within READ_AHEAD_BYTES. */
+  #readAhead(chunks: EStargzChunk[]): EStargzChunk[] {
+    const missing = chunks.filter((c) => !this.#cache.has(chunkKey(c)) && !this.#inflight.has(chunkKey(c)));
+    const last = missing[missing.length - 1];
+    const first = missing[0];
+    if (!last || !first) return [];
+    let lo = 0;
+    let hi = this.#byOffset.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.#byOffset[mid] as EStargzChunk).gzStart <= last.gzStart) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: EStargzChunk[] = [];
+    let end = last.gzEnd;
+    for (let i = lo; i < this.#byOffset.length; i++) {
+      const c = this.#byOffset[i] as EStargzChunk;
+      if (c.gzStart !== end || c.gzEnd - first.gzStart > READ_AHEAD_BYTES) break;
+      if (this.#cache.has(chunkKey(c)) || this.#inflight.has(chunkKey(c))) break;
+      out.push(c);
+      end = c.gzEnd;
+    }
     return out;
   }
 

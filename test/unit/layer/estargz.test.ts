@@ -116,6 +116,18 @@ describe.skipIf(!hasGo)("eStargz made by stargz-snapshotter's writer", () => {
     expect(src.requested).toBeLessThan(blob.length);
   });
 
+  it("a miss reads ahead into the chunks that follow it, verified, so the next small file costs no request", async () => {
+    const src = countingSource(plain.blob);
+    const layer = await EStargzLayerIndex.open(src, { digest: sha256(plain.blob), tocDigest: plain.tocDigest });
+    const calls = src.calls.length;
+    expect((await layer.readFile("usr/lib/libx.so", 0, 10)).equals((files["usr/lib/libx.so"] as Buffer).subarray(0, 10))).toBe(true);
+    expect(src.calls.length).toBe(calls + 1);
+    // app/main.py follows libx.so in the blob (links between them have no data): already here
+    expect((await layer.readFile("app/main.py", 0, 100)).toString()).toBe("print('READY')\n");
+    expect(src.calls.length).toBe(calls + 1);
+    expect(src.requested).toBeLessThan(plain.blob.length / 4); // never the 9 MiB file
+  });
+
   it("exposes entry attributes, whiteouts and opaque markers", async () => {
     const layer = await EStargzLayerIndex.open(countingSource(blob), { digest: sha256(blob), tocDigest });
     expect(layer.getAttr("usr/bin/big")).toMatchObject({ type: "file", mode: 0o755, size: big().length, nlink: 2, mtime: 1704067200 });
