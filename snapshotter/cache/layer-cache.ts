@@ -158,6 +158,15 @@ export class LayerCache {
     this.#add(rel, data.length, hex);
   }
 
+  async hasIndex(digest: string): Promise<boolean> {
+    try {
+      await stat(join(this.dir, `indexes/sha256/${hexOf(digest)}`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async readIndex(digest: string): Promise<Buffer | undefined> {
     const rel = `indexes/sha256/${hexOf(digest)}`;
     try {

@@ -40,7 +40,7 @@ export interface PrefetchInfo {
  * in the blob and are read together (an interpreter importing modules), and
  * one round trip to the registry costs more than a few hundred KiB.
  */
-export const READ_AHEAD_BYTES = 1 << 20;
+export const READ_AHEAD_BYTES = 512 << 10;
 
 const TYPES: Record<string, EntryType> = {
   dir: "dir", reg: "file", symlink: "symlink", hardlink: "hardlink", char: "char", block: "block", fifo: "fifo",
@@ -54,7 +54,8 @@ export class EStargzLayerIndex implements LayerIndex {
   fetchedBytes = 0;
   readonly #blob: BlobSource;
   readonly #tree: EntryTree<EStargzChunk[]>;
-  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 64 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
+  // Small: the kernel's page cache keeps what FUSE served; this holds read-ahead until it is asked for.
+  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 16 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
   readonly #inflight = new Map<string, Promise<Buffer>>();
   /** Every chunk with a digest, in blob order, for read-ahead. */
   readonly #byOffset: EStargzChunk[];

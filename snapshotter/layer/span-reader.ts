@@ -14,7 +14,7 @@ import { LayerVerificationError, type BlobSource } from "./layer-index.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 
 export interface SpanReaderOptions {
-  /** Bytes of decoded data kept in memory; default 64 MiB. */
+  /** Bytes of decoded data kept in memory; default 16 MiB (the kernel's page cache keeps what FUSE served). */
   cacheBytes?: number;
 }
 
@@ -35,7 +35,7 @@ export class SpanReader {
     this.#blob = blob;
     this.#piece = index.spanSize;
     this.#decoded = new LRUCache<string, Buffer>({
-      maxSize: Math.max(1, opts.cacheBytes ?? 64 << 20),
+      maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
   }

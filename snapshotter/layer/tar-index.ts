@@ -18,7 +18,7 @@ export const TAR_INDEX_VERSION = 1;
 // 1 MiB: a miss on an indexed layer costs about a third of a MiB of compressed bytes
 // (python3 start-up: 4 MiB spans fetched 36 MB, see docs/benchmarks.md), for an index of
 // one 32 KiB gzip window per MiB of layer.
-export const DEFAULT_SPAN_SIZE = 1 << 20;
+export const DEFAULT_SPAN_SIZE = 512 << 10;
 
 /** Compressed bytes [start, end) decode, from access point (in, bits, out, window), to uncompressed [out, next span's out). */
 export interface IndexSpan extends AccessPoint {

@@ -150,7 +150,9 @@ export class OverlaySnapshotter implements Snapshotter {
       return why(errorMessage(err));
     }
     validateLabels(labels);
-    const rec = this.create(scope, "active", key, parent, labels, await this.parentOwner(scope, parent));
+    // No owner to copy: `fs` becomes the layer's mount point. (Asking a parent
+    // still streaming would also make every layer's Prepare wait for the one below.)
+    const rec = this.create(scope, "active", key, parent, labels, undefined);
     const fs = this.layout.fs(rec.id);
     try {
       writeFileSync(join(this.layout.dir(rec.id), REMOTE_SPEC_FILE), JSON.stringify(spec));

@@ -36,7 +36,7 @@ export class LayerOpener {
   /** How the layer will be opened, given what the cache holds now. */
   async formatOf(spec: RemoteLayerSpec): Promise<LayerFormat> {
     if (spec.tocDigest) return "estargz";
-    if (await this.#cachedIndex(spec)) return "indexed";
+    if (await this.cache.hasIndex(spec.layerDigest)) return "indexed";
     if (await this.cache.blobPath(spec.layerDigest)) return "cached-blob";
     return "first-contact";
   }

@@ -70,11 +70,13 @@ export class RemoteLayers {
     const unpin = this.#opts.cache.pin(spec.layerDigest);
     const view = new DeferredView(spec.layerDigest, () => this.#opener.open(spec, blob));
     try {
-      // eStargz and indexed layers open in a few small requests: do it now so a
-      // broken layer falls back to a normal pull. A first contact streams on.
+      // eStargz opens with two small requests (footer, TOC): do it now so a
+      // broken layer falls back to a normal pull. An index in the cache loads
+      // in the background (a bad one is rebuilt by streaming), and a first
+      // contact streams on, so containerd's next Prepare need not wait.
       const opening = view.start();
-      if (format !== "first-contact") await opening;
-      else opening.catch((err: unknown) => log.error("layer stream failed; reads wait for a retry", { layer: spec.layerDigest, error: errorMessage(err) }));
+      if (format === "estargz") await opening;
+      else opening.catch((err: unknown) => log.error("layer could not be opened; the next read retries", { layer: spec.layerDigest, error: errorMessage(err) }));
       const mounted = await this.#opts.mount(dir, view);
       this.#mounted.set(dir, { spec, format, view, unmount: () => mounted.unmount(), unpin, mountedAt: Date.now() });
       this.#fetched.set(dir, () => blob.fetchedBytes);
