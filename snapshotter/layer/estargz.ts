@@ -156,7 +156,14 @@ export class EStargzLayerIndex implements LayerIndex {
       const fetched = this.#fetch(ids.map((i) => chunks[i] as EStargzChunk));
       ids.forEach((id, k) => {
         const key = chunkKey(chunks[id] as EStargzChunk);
-        const p = fetched.then((b) => b[k] as Buffer).finally(() => this.#inflight.delete(key));
+        const p = fetched
+          .then((b) => {
+            const data = b[k] as Buffer | LayerVerificationError;
+            if (data instanceof LayerVerificationError) throw data;
+            return data;
+          })
+          .finally(() => this.#inflight.delete(key));
+        p.catch(() => undefined); // read-ahead nobody awaits; a reader that does reports it
         this.#inflight.set(key, p);
         result[id] = p;
       });
@@ -177,7 +184,8 @@ export class EStargzLayerIndex implements LayerIndex {
     return result;
   }
 
-  async #fetch(chunks: EStargzChunk[]): Promise<Buffer[]> {
+  /** Chunks in one read; a chunk that fails its digest fails alone (read-ahead must not spoil a good read). */
+  async #fetch(chunks: EStargzChunk[]): Promise<(Buffer | LayerVerificationError)[]> {
     const start = (chunks[0] as EStargzChunk).gzStart;
     const end = (chunks[chunks.length - 1] as EStargzChunk).gzEnd;
     let data: Buffer;
@@ -188,24 +196,35 @@ export class EStargzLayerIndex implements LayerIndex {
     }
     this.fetchedBytes += end - start;
     if (data.length < end - start) throw new UnavailableError(`layer ${this.digest}: short read at ${start}`);
-    const verified = chunks.map((c) => {
-      if (!c.digest) throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} has no digest in the TOC`);
-      let plain: Buffer;
+    return chunks.map((c) => {
+      const member = data.subarray(c.gzStart - start, c.gzEnd - start);
       try {
-        plain = gunzipSync(data.subarray(c.gzStart - start, c.gzEnd - start));
+        const bytes = this.#verify(c, member);
+        this.#cache.set(chunkKey(c), bytes);
+        if (c.inner === 0) this.#blob.verified?.(c.gzStart, member);
+        return bytes;
       } catch (err) {
-        throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} does not decompress: ${String(err)}`);
+        if (err instanceof LayerVerificationError) return err;
+        throw err;
       }
-      const bytes = plain.subarray(c.inner, c.inner + c.size);
-      const got = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-      if (bytes.length !== c.size || got !== c.digest) {
-        throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} digest is ${got}, TOC says ${c.digest}`);
-      }
-      this.#cache.set(chunkKey(c), bytes);
-      return bytes;
     });
-    this.#blob.verified?.(start, data);
-    return verified;
+  }
+
+  /** A chunk's bytes from its gzip member, checked against its TOC digest. */
+  #verify(c: EStargzChunk, member: Buffer): Buffer {
+    if (!c.digest) throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} has no digest in the TOC`);
+    let plain: Buffer;
+    try {
+      plain = gunzipSync(member);
+    } catch (err) {
+      throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} does not decompress: ${String(err)}`);
+    }
+    const bytes = plain.subarray(c.inner, c.inner + c.size);
+    const got = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    if (bytes.length !== c.size || got !== c.digest) {
+      throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} digest is ${got}, TOC says ${c.digest}`);
+    }
+    return bytes;
   }
 }
 

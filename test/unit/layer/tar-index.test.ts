@@ -228,3 +228,27 @@ describe("zstd frames", () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 });
+
+describe("read-ahead over a compressible layer", () => {
+  it("fetches following spans in the same request, and a bad neighbour never spoils a good read", async () => {
+    const text = Buffer.from(Array.from({ length: 60000 }, (_, i) => `line ${i} of a very compressible file\n`).join(""));
+    const blob = gzipSync(await layerTar([{ type: "file", path: "doc.txt", content: text }]));
+    const idx = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA.gzip, spanSize: 64 * 1024 });
+    expect(idx.spans.length).toBeGreaterThan(5);
+    const src = countingSource(blob);
+    const layer = new TarLayerIndex(idx, src, { readAheadBytes: 512 << 10 });
+    expect((await layer.readFile("doc.txt", 0, 100)).equals(text.subarray(0, 100))).toBe(true);
+    expect(src.calls).toHaveLength(1);
+    expect(src.calls[0]?.length).toBeGreaterThan((idx.spans[0] as { end: number }).end); // more than the first span
+    // corrupt span 3; read span 1 with a fresh reader: read-ahead covers span 3 but the read succeeds
+    const s3 = idx.spans[3] as { start: number };
+    const bad = Buffer.from(blob);
+    bad[s3.start + 10] = (bad[s3.start + 10] as number) ^ 0xff;
+    const fresh = new TarLayerIndex(idx, countingSource(bad), { readAheadBytes: 512 << 10 });
+    const s1 = (idx.spans[1] as { out: number }).out;
+    const fileAt = (idx.entries.find((e) => e.path === "doc.txt")?.segments[0] as { at: number }).at;
+    expect((await fresh.readFile("doc.txt", s1 - fileAt + 10, 50)).equals(text.subarray(s1 - fileAt + 10, s1 - fileAt + 60))).toBe(true);
+    const s3out = (idx.spans[3] as { out: number }).out - fileAt;
+    await expect(fresh.readFile("doc.txt", s3out + 10, 50)).rejects.toThrow(LayerVerificationError);
+  });
+});
