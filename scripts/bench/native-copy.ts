@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startAugur, type Augur } from "../lib/augur.js";
 import { startContainerd, type Containerd } from "../lib/containerd.js";
-import { startRegistry } from "../lib/registry.js";
+import { startRegistry, type Registry } from "../lib/registry.js";
 import { removeScratch, run, scratchDir, waitFor } from "../lib/processes.js";
 import { DEFAULT_CACHE, WORKLOADS } from "../images/debian-image.js";
 
@@ -37,8 +37,9 @@ async function measure(native: boolean): Promise<Record<string, number>> {
   const dir = scratchDir("as-native-");
   let augur: Augur | undefined;
   let containerd: Containerd | undefined;
+  let registry: Registry | undefined;
   try {
-    const registry = await startRegistry(dir);
+    registry = await startRegistry(dir);
     const ref = `${registry.host}/bench/python:plain`;
     execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${join(DEFAULT_CACHE, "oci", "python")}:plain`, `docker://${ref}`]);
     augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: native ? [] : ["--no-native-copy"] });
@@ -64,6 +65,7 @@ async function measure(native: boolean): Promise<Record<string, number>> {
   } finally {
     await containerd?.stop();
     await augur?.stop();
+    await registry?.stop();
     await removeScratch(dir);
   }
 }
