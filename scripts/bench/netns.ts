@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { canConnect, runOk, startProcess, waitFor, type Proc } from "../lib/processes.js";
+import { registryConfig } from "../lib/registry.js";
 
 const PREFIX = "augurbench";
 
@@ -289,27 +290,8 @@ export async function startSlowRegistry(dir: string, storage: string, opts: { ra
   try {
     const port = 5000;
     const config = join(dir, "registry-netns.yml");
-    writeFileSync(
-      config,
-      [
-        "version: 0.1",
-        "log:",
-        "  level: info",
-        "  accesslog:",
-        "    disabled: false",
-        "storage:",
-        "  filesystem:",
-        `    rootdirectory: ${storage}`,
-        "  maintenance:",
-        "    uploadpurging:",
-        "      enabled: false",
-        "    readonly:",
-        "      enabled: true",
-        "http:",
-        `  addr: ${netns.nsIp}:${port}`,
-        "",
-      ].join("\n"),
-    );
+    writeFileSync(config, registryConfig({ storage, addr: `${netns.nsIp}:${port}`, readOnly: true }));
+
     const registry = netns.start("docker-registry", ["serve", config], join(dir, "registry-netns.log"));
     await waitFor("registry in the namespace to listen", () => canConnect({ host: netns.nsIp, port }), 20_000, registry);
     proxy = await startLatencyProxy({ host: netns.nsIp, port }, opts.latencyMs ?? 20);

@@ -16,29 +16,32 @@ export interface Registry {
   restart(): Promise<void>;
 }
 
+/** docker-registry's YAML: access log on (tests read fetched bytes from it), filesystem storage. */
+export function registryConfig(opts: { storage: string; addr: string; readOnly?: boolean }): string {
+  return [
+    "version: 0.1",
+    "log:",
+    "  level: info",
+    "  accesslog:",
+    "    disabled: false",
+    "storage:",
+    "  filesystem:",
+    `    rootdirectory: ${opts.storage}`,
+    ...(opts.readOnly
+      ? ["  maintenance:", "    uploadpurging:", "      enabled: false", "    readonly:", "      enabled: true"]
+      : ["  delete:", "    enabled: true"]),
+    "http:",
+    `  addr: ${opts.addr}`,
+    "",
+  ].join("\n");
+}
+
 export async function startRegistry(dir: string): Promise<Registry> {
   const port = await freePort();
   const storage = join(dir, "registry-data");
   mkdirSync(storage, { recursive: true });
   const config = join(dir, "registry.yml");
-  writeFileSync(
-    config,
-    [
-      "version: 0.1",
-      "log:",
-      "  level: info",
-      "  accesslog:",
-      "    disabled: false",
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${storage}`,
-      "  delete:",
-      "    enabled: true",
-      "http:",
-      `  addr: 127.0.0.1:${port}`,
-      "",
-    ].join("\n"),
-  );
+  writeFileSync(config, registryConfig({ storage, addr: `127.0.0.1:${port}` }));
   const start = async (n: number): Promise<Proc> => {
     const p = startProcess("docker-registry", ["serve", config], join(dir, n === 0 ? "registry.log" : `registry.${n}.log`));
     await waitFor("registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, p);
