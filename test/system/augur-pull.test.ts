@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
-import { removeScratch, run, runOk, scratchDir } from "../harness/processes.js";
+import { removeScratch, run, runOk, scratchDir, waitFor } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
 import { chainIds } from "../../snapshotter/pull/chain-id.js";
 
@@ -245,6 +245,8 @@ describe("augur pull with lazy pulling (augur serve)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(summary(3, 0));
+    // augur's stderr reaches its log file through this process's pipe, a moment later
+    await waitFor("augur to log 3 lazy mounts", () => (augur.proc.log().match(/layer mounted lazily/g) ?? []).length >= 3, 10_000).catch(() => undefined);
     expect(augur.proc.log().match(/layer mounted lazily/g) ?? []).toHaveLength(3);
     const blobs = await content(containerd);
     for (const digest of image.layerDigests) expect(blobs.has(digest)).toBe(false);

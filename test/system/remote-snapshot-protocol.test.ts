@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
-import { removeScratch, run, scratchDir } from "../harness/processes.js";
+import { removeScratch, run, scratchDir, waitFor } from "../harness/processes.js";
 import { snapshotsClient, type SnapshotsClient } from "../harness/snapshots-client.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
 
@@ -43,6 +43,12 @@ afterAll(async () => {
   await registry?.stop();
   await removeScratch(dir);
 });
+
+/** augur's stderr reaches its log file a moment after the call returns. */
+const logShows = async (re: RegExp): Promise<void> => {
+  await waitFor(`augur log line ${re}`, () => re.test(augur.proc.log()), 10_000).catch(() => undefined);
+  expect(augur.proc.log()).toMatch(re);
+};
 
 const grpcCode = async (p: Promise<unknown>): Promise<number | undefined> => {
   try {
@@ -110,12 +116,12 @@ describe("remote-snapshot protocol", () => {
     };
     const mounts = await client.prepare("extract-bad sha256:eee", "", labels);
     expect(mounts[0]?.type).toBe("bind");
-    expect(augur.proc.log()).toMatch(/layer is not served lazily.*stargz\.digest is \\?"not-a-digest\\?", not a sha256 digest/);
+    await logShows(/layer is not served lazily.*stargz\.digest is \\?"not-a-digest\\?", not a sha256 digest/);
     await client.remove("extract-bad sha256:eee");
     const missing = { ...labels, "containerd.io/snapshot/remote/stargz.digest": "sha256:" + "d".repeat(64) };
     const m2 = await client.prepare("extract-missing", "", missing);
     expect(m2[0]?.type).toBe("bind");
-    expect(augur.proc.log()).toMatch(/layer is not served lazily.*is not in image/);
+    await logShows(/layer is not served lazily.*is not in image/);
     await client.remove("extract-missing");
   });
 });
