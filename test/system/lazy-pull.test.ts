@@ -240,7 +240,9 @@ describe("lazy pulling through containerd", () => {
         expect(bad.stdout).not.toContain(md5(BIG));
         expect(bad.stdout).toContain("hello from layer 2");
         expect(bad.stdout + bad.stderr).toMatch(/I\/O error|Input\/output error/);
-        expect(augurB.proc.log()).toMatch(new RegExp(`${layer}.*verification failed|verification failed.*${layer}`));
+        const named = new RegExp(`${layer}.*verification failed|verification failed.*${layer}`);
+        await waitFor("augur to log the failed verification", () => named.test(augurB.proc.log()), 10_000).catch(() => undefined);
+        expect(augurB.proc.log()).toMatch(named);
       } finally {
         writeSync(fd, original, 0, 16, at);
         closeSync(fd);
