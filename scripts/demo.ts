@@ -3,11 +3,12 @@
 // small image; pulls it through augur and runs a container; prints what
 // happened and how long each step took; stops everything (unless --keep).
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startRegistry } from "./lib/registry.js";
-import { startAugur } from "./lib/augur.js";
+import { AUGUR_BIN, startAugur } from "./lib/augur.js";
 import { startContainerd } from "./lib/containerd.js";
-import { removeScratch, scratchDir } from "./lib/processes.js";
+import { removeScratch, runOk, scratchDir } from "./lib/processes.js";
 import { buildImage, busyboxLayer, pushImage } from "./images/oci-image.js";
 
 const { values } = parseArgs({ options: { keep: { type: "boolean", default: false } } });
@@ -46,11 +47,15 @@ try {
     }),
   );
   await step(`push it to ${ref}`, () => pushImage(image, ref));
-  await step("ctr images pull --snapshotter augur", () => containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "augur", ref]));
+  const pulled = await step("augur pull --plain-http (lazily)", () =>
+    runOk(process.execPath, [AUGUR_BIN, "pull", "--plain-http", "--address", containerd.address, ref], { timeoutMs: 120_000 }));
+  console.log(`    ${pulled.trim()}`);
   const out = await step("ctr run --snapshotter augur", () => containerd.ctrOk(["run", "--rm", "--snapshotter", "augur", ref, "demo"]));
   console.log("\ncontainer output:\n" + out.trimEnd().replace(/^/gm, "  | "));
   console.log("ctr snapshots --snapshotter augur tree:\n" + (await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "tree"])).trimEnd().replace(/^/gm, "  "));
   console.log("ctr snapshots --snapshotter augur usage:\n" + (await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "usage"])).trimEnd().replace(/^/gm, "  "));
+  const lazy = readFileSync(augur.proc.logFile, "utf8").split("\n").filter((l) => l.includes("layer mounted lazily"));
+  console.log(`augur served ${lazy.length} layers lazily through FUSE (augur's log):\n` + lazy.map((l) => `  ${l.replace(/^\S+ /, "")}`).join("\n"));
   ok = true;
 } finally {
   if (values.keep && ok) {
