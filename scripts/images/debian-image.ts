@@ -22,7 +22,7 @@ import { join, relative } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { layerTar } from "./oci-image.js";
+import { layerTar, writeImageLayout } from "./oci-image.js";
 import { removeScratch, run, runOk, scratchDir, unmountBelow } from "../lib/processes.js";
 
 export const DEFAULT_CACHE = process.env.AUGUR_BENCH_CACHE ?? "/var/cache/augur-bench";
@@ -282,11 +282,6 @@ async function writeLayout(cache: string, workload: Workload, layers: LayerInfo[
   rmSync(dir, { recursive: true, force: true });
   const blobs = join(dir, "blobs", "sha256");
   mkdirSync(blobs, { recursive: true });
-  const putBuf = (b: Buffer): string => {
-    const d = `sha256:${createHash("sha256").update(b).digest("hex")}`;
-    writeFileSync(join(blobs, d.slice(7)), b);
-    return d;
-  };
   for (const l of layers) await sh("cp", ["--reflink=auto", join(cache, "layers", `${l.name}.tar.gz`), join(blobs, l.digest.slice(7))]);
   const created = "2024-01-01T00:00:00Z";
   const config = Buffer.from(
@@ -299,24 +294,8 @@ async function writeLayout(cache: string, workload: Workload, layers: LayerInfo[
       history: layers.map((l) => ({ created, created_by: `augur bench layer ${l.name}` })),
     }),
   );
-  const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: putBuf(config), size: config.length };
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: configDesc,
-      layers: layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: l.digest, size: l.size })),
-    }),
-  );
-  const manifestDigest = putBuf(manifest);
-  writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileSync(
-    join(dir, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifest.length, annotations: { "org.opencontainers.image.ref.name": "plain" } }],
-    }),
-  );
+  const gzipLayers = layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: l.digest, size: l.size }));
+  const manifestDigest = writeImageLayout(dir, config, gzipLayers, "plain");
   return { workload, layoutDir: dir, layers, manifestDigest };
 }
 

@@ -114,15 +114,33 @@ function compressLayer(tarball: Buffer, compression: Compression): { blob: Buffe
   }
 }
 
+/** Writes `b` into the OCI layout at `dir` (blobs/sha256/<hex>) and returns its digest. */
+export function putBlob(dir: string, b: Buffer): string {
+  const d = sha256(b);
+  mkdirSync(join(dir, "blobs", "sha256"), { recursive: true });
+  writeFileSync(join(dir, "blobs", "sha256", d.slice(7)), b);
+  return d;
+}
+
+/** Completes an OCI layout whose layer blobs are in place: config, manifest, index.json tagged `tag`. Returns the manifest digest. */
+export function writeImageLayout(dir: string, config: Buffer, layers: { mediaType: string; digest: string; size: number }[], tag: string): string {
+  const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: putBlob(dir, config), size: config.length };
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers }));
+  const manifestDigest = putBlob(dir, manifest);
+  writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(
+    join(dir, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifest.length, annotations: { "org.opencontainers.image.ref.name": tag } }],
+    }),
+  );
+  return manifestDigest;
+}
+
 /** Writes an OCI image layout for `spec` into `dir`, tagged `tag`. */
 export async function buildImage(dir: string, spec: ImageSpec, tag = "latest"): Promise<BuiltImage> {
-  const blobs = join(dir, "blobs", "sha256");
-  mkdirSync(blobs, { recursive: true });
-  const put = (b: Buffer): string => {
-    const d = sha256(b);
-    writeFileSync(join(blobs, d.slice(7)), b);
-    return d;
-  };
+  const put = (b: Buffer): string => putBlob(dir, b);
   const layers: { mediaType: string; digest: string; size: number }[] = [];
   const diffIds: string[] = [];
   for (const entries of spec.layers) {
@@ -141,17 +159,7 @@ export async function buildImage(dir: string, spec: ImageSpec, tag = "latest"): 
       history: diffIds.map(() => ({ created: MTIME.toISOString(), created_by: "augur image builder" })),
     }),
   );
-  const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: put(config), size: config.length };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers }));
-  const manifestDigest = put(manifest);
-  writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileSync(
-    join(dir, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifest.length, annotations: { "org.opencontainers.image.ref.name": tag } }],
-    }),
-  );
+  const manifestDigest = writeImageLayout(dir, config, layers, tag);
   return { dir, manifestDigest, layerDigests: layers.map((l) => l.digest), diffIds, layerSizes: layers.map((l) => l.size) };
 }
 

@@ -4,6 +4,7 @@ import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mountsBelow } from "../../snapshotter/util/mountinfo.js";
 
 export interface Proc {
   child: ChildProcess;
@@ -104,12 +105,7 @@ export async function removeScratch(dir: string): Promise<void> {
 
 export async function unmountBelow(dir: string): Promise<void> {
   for (let pass = 0; pass < 5; pass++) {
-    const targets = readFileSync("/proc/self/mountinfo", "utf8")
-      .split("\n")
-      .map((l) => l.split(" ")[4] ?? "")
-      .map((p) => p.replace(/\\040/g, " "))
-      .filter((p) => p === dir || p.startsWith(dir + "/"))
-      .sort((a, b) => b.length - a.length);
+    const targets = mountsBelow(dir);
     if (targets.length === 0) return;
     for (const t of targets) await run("umount", ["-l", t]);
   }

@@ -31,8 +31,8 @@ export class CachedBlob implements BlobSource {
   }
 
   verified(offset: number, data: Buffer): void {
-    // Copy: the caller keeps slicing the buffer it verified.
-    this.cache.storeRange(this.digest, offset, Buffer.from(data)).catch((err: unknown) => {
+    // No copy: readers only slice verified buffers, never write to them.
+    this.cache.storeRange(this.digest, offset, data).catch((err: unknown) => {
       log.warn("could not keep verified layer bytes in the cache", { layer: this.digest, offset, error: errorMessage(err) });
     });
   }

@@ -116,13 +116,14 @@ export class LayerCache {
   /** Bytes [offset, offset+length) of a layer from its whole blob or its chunks; undefined unless all are here. */
   async readRange(digest: string, offset: number, length: number): Promise<Buffer | undefined> {
     const hex = hexOf(digest);
-    const whole = await this.blobPath(digest);
+    // On every FUSE read of a layer: open the whole blob directly (no stat
+    // first); it may also have been written by another augur sharing the cache.
+    const blob = `blobs/sha256/${hex}`;
+    const whole = await readAt(join(this.dir, blob), offset, length);
     if (whole) {
-      const buf = await readAt(whole, offset, length);
-      if (buf) {
-        this.#hits++;
-        return buf;
-      }
+      this.#touch(blob);
+      this.#hits++;
+      return whole;
     }
     const pieces = this.#cover(hex, offset, offset + length);
     if (!pieces) {

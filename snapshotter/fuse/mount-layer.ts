@@ -9,10 +9,11 @@
 // kernel refuse writes itself. Root mounts with allow_other directly (mount(2),
 // not fusermount), so /etc/fuse.conf's user_allow_other does not matter.
 import { execFile } from "node:child_process";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { UnavailableError, errorMessage } from "../errdefs/errors.js";
 import type { LayerView } from "../layer/layer-view.js";
+import { isMountPoint } from "../util/mountinfo.js";
 import { logger } from "../util/trace.js";
 import { LayerFuse } from "./layer-fuse.js";
 import { layerOperations, type AccessObserver } from "./layer-operations.js";
@@ -100,24 +101,17 @@ export async function unmountStale(dir: string): Promise<boolean> {
   }
   log.warn("detaching dead FUSE mount", { dir: mnt });
   if ((await run("fusermount", ["-u", "-z", mnt])).code !== 0) await run("umount", ["-l", mnt]);
-  if (await isMountPoint(mnt)) throw new UnavailableError(`could not detach dead mount at ${mnt}`);
+  if (isMountPoint(mnt)) throw new UnavailableError(`could not detach dead mount at ${mnt}`);
   return true;
 }
 
 /** Unmounts `mnt`; when it is busy, detaches it lazily so it goes once the last user leaves. */
 async function detach(mnt: string): Promise<void> {
   const plain = await run("fusermount", ["-u", mnt]);
-  if (plain.code === 0 || !(await isMountPoint(mnt))) return;
+  if (plain.code === 0 || !isMountPoint(mnt)) return;
   log.warn("layer mount busy; detaching lazily", { dir: mnt, err: plain.stderr.trim() });
   const lazy = await run("fusermount", ["-u", "-z", mnt]);
-  if (lazy.code !== 0 && (await isMountPoint(mnt))) throw new UnavailableError(`unmount ${mnt}: ${lazy.stderr.trim()}`);
-}
-
-/** Whether `path` is a mount point, from mountinfo (never touching the mount itself). */
-export async function isMountPoint(path: string): Promise<boolean> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-  return info.split("\n").some((line) => unescape(line.split(" ")[4] ?? "") === path);
+  if (lazy.code !== 0 && isMountPoint(mnt)) throw new UnavailableError(`unmount ${mnt}: ${lazy.stderr.trim()}`);
 }
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {

@@ -3,23 +3,10 @@
 // later entry for the same path replaces the earlier one, parents missing from
 // the archive are implied (0755 root:root), hardlinks share their target's inode.
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
-import { cleanPath, type EntryType, type LayerEntry } from "./layer-index.js";
+import { cleanPath, type EntryAttributes, type LayerEntry } from "./layer-index.js";
 
 /** Entry attributes as read from tar or a TOC, plus the format's content locator. */
-export interface EntryInput<T> {
-  path: string;
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
-  size: number;
-  mtime: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  xattrs: Record<string, Buffer>;
+export interface EntryInput<T> extends EntryAttributes {
   /** Where a regular file's bytes are; undefined for other types. */
   content: T | undefined;
 }
@@ -156,5 +143,29 @@ export class EntryTree<T> {
       devmajor: i.devmajor, devminor: i.devminor, xattrs: Object.freeze({ ...i.xattrs }),
       ino: inode.ino, nlink,
     });
+  }
+}
+
+/** The tree half of every LayerIndex; each format adds its verified file reads. */
+export abstract class TreeLayerIndex<T> {
+  protected constructor(
+    readonly digest: string,
+    protected readonly tree: EntryTree<T>,
+  ) {}
+
+  getAttr(path: string): LayerEntry | undefined {
+    return this.tree.get(path);
+  }
+
+  lookup(parentPath: string, name: string): LayerEntry | undefined {
+    return this.tree.child(parentPath, name);
+  }
+
+  readdir(path: string): readonly LayerEntry[] {
+    return this.tree.readdir(path, this.digest);
+  }
+
+  entries(): Iterable<LayerEntry> {
+    return this.tree.all();
   }
 }

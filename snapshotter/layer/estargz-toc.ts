@@ -3,11 +3,11 @@
 // digest against the layer's `containerd.io/snapshot/stargz/toc.digest`
 // annotation, and the TOC JSON types. Format as in stargz-snapshotter's
 // estargz package (types.go, gzip.go).
-import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { InvalidArgumentError, UnavailableError } from "../errdefs/errors.js";
 import { LayerVerificationError, type BlobSource } from "./layer-index.js";
 import { TarScanner } from "./tar-scanner.js";
+import { sha256Digest } from "../util/digest.js";
 
 /** Layer annotation holding the digest of the TOC JSON. */
 export const TOC_DIGEST_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest";
@@ -118,7 +118,7 @@ export async function loadToc(blob: BlobSource, digest: string, tocDigest?: stri
     throw new LayerVerificationError(digest, `TOC tar does not start with ${TOC_TAR_NAME}`);
   }
   const json = seg ? tarBytes.subarray(seg.at, seg.at + seg.length) : Buffer.alloc(0);
-  const actual = `sha256:${createHash("sha256").update(json).digest("hex")}`;
+  const actual = sha256Digest(json);
   if (tocDigest !== undefined && actual !== tocDigest) {
     throw new LayerVerificationError(digest, `TOC digest is ${actual}, annotation says ${tocDigest}`);
   }

@@ -5,13 +5,13 @@
 // the files the image builder prioritised; `.no.prefetch.landmark` says there
 // are none. Landmarks are reported in `prefetch`, not shown as files (as
 // stargz-snapshotter hides them).
-import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import { FailedPreconditionError, NotFoundError, UnavailableError } from "../errdefs/errors.js";
-import { EntryTree, type EntryInput } from "./entry-tree.js";
+import { EntryTree, TreeLayerIndex, type EntryInput } from "./entry-tree.js";
 import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
-import { cleanPath, LayerVerificationError, type BlobSource, type EntryType, type FileChunk, type LayerEntry, type LayerIndex } from "./layer-index.js";
+import { cleanPath, LayerVerificationError, verifiedItem, type BlobSource, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
+import { sha256Digest } from "../util/digest.js";
 
 export const PREFETCH_LANDMARK = ".prefetch.landmark";
 export const NO_PREFETCH_LANDMARK = ".no.prefetch.landmark";
@@ -46,14 +46,12 @@ const TYPES: Record<string, EntryType> = {
   dir: "dir", reg: "file", symlink: "symlink", hardlink: "hardlink", char: "char", block: "block", fifo: "fifo",
 };
 
-export class EStargzLayerIndex implements LayerIndex {
-  readonly digest: string;
+export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements LayerIndex {
   readonly tocDigest: string;
   readonly prefetch: PrefetchInfo;
   /** Compressed bytes requested from the blob for file reads. */
   fetchedBytes = 0;
   readonly #blob: BlobSource;
-  readonly #tree: EntryTree<EStargzChunk[]>;
   // Small: the kernel's page cache keeps what FUSE served; this holds read-ahead until it is asked for.
   readonly #cache = new LRUCache<string, Buffer>({ maxSize: 16 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
   readonly #inflight = new Map<string, Promise<Buffer>>();
@@ -61,12 +59,11 @@ export class EStargzLayerIndex implements LayerIndex {
   readonly #byOffset: EStargzChunk[];
 
   private constructor(digest: string, blob: BlobSource, loaded: LoadedToc) {
-    this.digest = digest;
+    const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
+    super(digest, new EntryTree(inputs));
     this.tocDigest = loaded.tocDigest;
     this.#blob = blob;
-    const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
     this.prefetch = prefetch;
-    this.#tree = new EntryTree(inputs);
     this.#byOffset = inputs
       .flatMap((i) => i.content ?? [])
       .filter((c) => c.digest !== undefined)
@@ -78,31 +75,15 @@ export class EStargzLayerIndex implements LayerIndex {
     return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest));
   }
 
-  getAttr(path: string): LayerEntry | undefined {
-    return this.#tree.get(path);
-  }
-
-  lookup(parentPath: string, name: string): LayerEntry | undefined {
-    return this.#tree.child(parentPath, name);
-  }
-
-  readdir(path: string): readonly LayerEntry[] {
-    return this.#tree.readdir(path, this.digest);
-  }
-
-  entries(): Iterable<LayerEntry> {
-    return this.#tree.all();
-  }
-
   chunkFor(path: string, offset: number): FileChunk | undefined {
-    const c = this.#tree.content(path)?.content?.find((k) => k.offset <= offset && offset < k.offset + k.size);
+    const c = this.tree.content(path)?.content?.find((k) => k.offset <= offset && offset < k.offset + k.size);
     return c ? { offset: c.offset, length: c.size } : undefined;
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {
-    const file = this.#tree.content(path);
+    const file = this.tree.content(path);
     if (!file) {
-      if (this.#tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a regular file`);
+      if (this.tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a regular file`);
       throw new NotFoundError(`layer ${this.digest}: ${path} not found`);
     }
     const end = Math.min(file.entry.size, offset + length);
@@ -156,13 +137,7 @@ export class EStargzLayerIndex implements LayerIndex {
       const fetched = this.#fetch(ids.map((i) => chunks[i] as EStargzChunk));
       ids.forEach((id, k) => {
         const key = chunkKey(chunks[id] as EStargzChunk);
-        const p = fetched
-          .then((b) => {
-            const data = b[k] as Buffer | LayerVerificationError;
-            if (data instanceof LayerVerificationError) throw data;
-            return data;
-          })
-          .finally(() => this.#inflight.delete(key));
+        const p = verifiedItem(fetched, k).finally(() => this.#inflight.delete(key));
         p.catch(() => undefined); // read-ahead nobody awaits; a reader that does reports it
         this.#inflight.set(key, p);
         result[id] = p;
@@ -220,7 +195,7 @@ export class EStargzLayerIndex implements LayerIndex {
       throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} does not decompress: ${String(err)}`);
     }
     const bytes = plain.subarray(c.inner, c.inner + c.size);
-    const got = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    const got = sha256Digest(bytes);
     if (bytes.length !== c.size || got !== c.digest) {
       throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} digest is ${got}, TOC says ${c.digest}`);
     }

@@ -16,26 +16,31 @@ export interface BlobSource {
 
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
-/** One tar entry, as stored in the layer. Whiteouts stay raw (see below). */
-export interface LayerEntry {
+/** What a tar header (or an eStargz TOC entry) says about one entry. */
+export interface EntryAttributes {
   /** Clean path from the layer root: no leading "/" or "./", no trailing "/"; "" is the root. */
-  readonly path: string;
-  readonly type: EntryType;
+  path: string;
+  type: EntryType;
   /** Permission bits plus setuid/setgid/sticky (tar mode & 0o7777). */
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly uname: string;
-  readonly gname: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
   /** Logical size in bytes (regular files; hardlinks report their target's size). */
-  readonly size: number;
+  size: number;
   /** Modification time, seconds since the epoch (PAX times may be fractional). */
-  readonly mtime: number;
+  mtime: number;
   /** Symlink target as stored, or the clean path a hardlink points to; "" otherwise. */
-  readonly linkname: string;
-  readonly devmajor: number;
-  readonly devminor: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
   /** Extended attributes from PAX `SCHILY.xattr.*` records; values are raw bytes. */
+  xattrs: Record<string, Buffer>;
+}
+
+/** One tar entry, as stored in the layer. Whiteouts stay raw (see below). */
+export interface LayerEntry extends Readonly<Omit<EntryAttributes, "xattrs">> {
   readonly xattrs: Readonly<Record<string, Buffer>>;
   /** Inode number unique within the layer; a hardlink shares its target's. */
   readonly ino: number;
@@ -90,6 +95,16 @@ export class LayerVerificationError extends InternalError {
   ) {
     super(`layer ${layerDigest}: verification failed: ${detail}`);
   }
+}
+
+/**
+ * Item `k` of a batched fetch whose items are verified one by one: a bad item
+ * rejects alone, so bytes read ahead can never spoil a good read.
+ */
+export async function verifiedItem(batch: Promise<readonly (Buffer | LayerVerificationError)[]>, k: number): Promise<Buffer> {
+  const item = (await batch)[k] as Buffer | LayerVerificationError;
+  if (item instanceof LayerVerificationError) throw item;
+  return item;
 }
 
 /** Canonical entry path: strips "./", leading and trailing slashes, and empty or "." parts. */

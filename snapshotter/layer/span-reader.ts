@@ -6,12 +6,12 @@
 // A zstd span can be far longer than spanSize (a single-frame blob is one
 // span): it is decoded only as far as reads reach, and a cursor remembers
 // where, so reading on continues instead of starting over from the frame.
-import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { UnavailableError } from "../errdefs/errors.js";
 import { decodeFrom, ZstdCursor } from "./decoders.js";
-import { LayerVerificationError, type BlobSource } from "./layer-index.js";
+import { LayerVerificationError, verifiedItem, type BlobSource } from "./layer-index.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
+import { sha256Digest } from "../util/digest.js";
 
 export interface SpanReaderOptions {
   /** Bytes of decoded data kept in memory; default 16 MiB (the kernel's page cache keeps what FUSE served). */
@@ -193,13 +193,7 @@ export class SpanReader {
       run = [];
       const fetched = this.#fetch(ids[0] as number, ids[ids.length - 1] as number);
       ids.forEach((id, k) => {
-        const p = fetched
-          .then((bufs) => {
-            const b = bufs[k] as Buffer | LayerVerificationError;
-            if (b instanceof LayerVerificationError) throw b;
-            return b;
-          })
-          .finally(() => this.#fetching.delete(id));
+        const p = verifiedItem(fetched, k).finally(() => this.#fetching.delete(id));
         p.catch(() => undefined); // the reader awaiting it reports the failure
         this.#fetching.set(id, p);
       });
@@ -229,7 +223,7 @@ export class SpanReader {
     for (let i = first; i <= last; i++) {
       const s = spans[i] as IndexSpan;
       const input = data.subarray(s.start - start, s.end - start);
-      const got = `sha256:${createHash("sha256").update(input).digest("hex")}`;
+      const got = sha256Digest(input);
       if (got !== s.digest) {
         out.push(new LayerVerificationError(digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`));
         continue;

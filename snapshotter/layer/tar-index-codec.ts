@@ -9,12 +9,12 @@
 // the path of every container start (docs/benchmarks.md). The index decides
 // which bytes a reader trusts, so it is parsed only against the digest it was
 // stored or published under.
-import { createHash } from "node:crypto";
 import { compress, decompress } from "zstd-napi";
 import { InvalidArgumentError } from "../errdefs/errors.js";
 import { LayerVerificationError } from "./layer-index.js";
 import { TAR_INDEX_VERSION, type IndexSpan, type TarIndex } from "./tar-index.js";
 import type { TarRecord } from "./tar-scanner.js";
+import { sha256Digest as sha256 } from "../util/digest.js";
 
 /** Media type of a serialised index, e.g. when published as an OCI artifact. */
 export const TAR_INDEX_MEDIA_TYPE = "application/vnd.augur.layer.index.v2+zstd";
@@ -23,7 +23,6 @@ const MAGIC = Buffer.from("AUGURIX2");
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 const b64 = (b: Buffer): string => b.toString("base64");
-const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
 /** Serialises `index`; `digest` names the bytes (the index's content address). */
 export function serializeTarIndex(index: TarIndex): { bytes: Buffer; digest: string } {

@@ -3,37 +3,18 @@
 // verified span reads of the blob (span-reader.ts). Sparse files read their
 // holes as zeros without fetching anything.
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
-import { EntryTree } from "./entry-tree.js";
+import { EntryTree, TreeLayerIndex } from "./entry-tree.js";
 import type { BlobSource, FileChunk, LayerEntry, LayerIndex } from "./layer-index.js";
 import { SpanReader, type SpanReaderOptions } from "./span-reader.js";
 import type { TarIndex } from "./tar-index.js";
 import type { DataSegment } from "./tar-scanner.js";
 
-export class TarLayerIndex implements LayerIndex {
-  readonly digest: string;
+export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements LayerIndex {
   readonly reader: SpanReader;
-  readonly #tree: EntryTree<DataSegment[]>;
 
   constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
-    this.digest = index.digest;
+    super(index.digest, new EntryTree(index.entries.map((e) => ({ ...e, content: e.type === "file" ? e.segments : undefined }))));
     this.reader = new SpanReader(index, blob, opts);
-    this.#tree = new EntryTree(index.entries.map((e) => ({ ...e, content: e.type === "file" ? e.segments : undefined })));
-  }
-
-  getAttr(path: string): LayerEntry | undefined {
-    return this.#tree.get(path);
-  }
-
-  lookup(parentPath: string, name: string): LayerEntry | undefined {
-    return this.#tree.child(parentPath, name);
-  }
-
-  readdir(path: string): readonly LayerEntry[] {
-    return this.#tree.readdir(path, this.digest);
-  }
-
-  entries(): Iterable<LayerEntry> {
-    return this.#tree.all();
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {
@@ -55,7 +36,7 @@ export class TarLayerIndex implements LayerIndex {
   }
 
   chunkFor(path: string, offset: number): FileChunk | undefined {
-    const file = this.#tree.content(path);
+    const file = this.tree.content(path);
     if (!file || offset < 0 || offset >= file.entry.size) return undefined;
     const segments = file.content ?? [];
     const seg = segments.find((s) => s.offset <= offset && offset < s.offset + s.length);
@@ -73,9 +54,9 @@ export class TarLayerIndex implements LayerIndex {
   }
 
   #file(path: string): { entry: LayerEntry; segments: DataSegment[] } {
-    const file = this.#tree.content(path);
+    const file = this.tree.content(path);
     if (file) return { entry: file.entry, segments: file.content ?? [] };
-    if (this.#tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a regular file`);
+    if (this.tree.get(path)) throw new FailedPreconditionError(`layer ${this.digest}: ${path} is not a regular file`);
     throw new NotFoundError(`layer ${this.digest}: ${path} not found`);
   }
 }

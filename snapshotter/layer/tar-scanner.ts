@@ -6,7 +6,7 @@
 // exact data offsets. Handles ustar, GNU (long names, base-256 numbers,
 // old sparse) and PAX (local and global records, sparse 0.0/0.1/1.0).
 import { InvalidArgumentError } from "../errdefs/errors.js";
-import type { EntryType } from "./layer-index.js";
+import type { EntryAttributes, EntryType } from "./layer-index.js";
 
 /** A piece of a sparse file's data: `length` bytes at file offset `offset` stored at stream offset `at`. */
 export interface DataSegment {
@@ -16,20 +16,7 @@ export interface DataSegment {
 }
 
 /** One archive entry, with where its data sits in the uncompressed stream. */
-export interface TarRecord {
-  path: string;
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
-  size: number;
-  mtime: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  xattrs: Record<string, Buffer>;
+export interface TarRecord extends EntryAttributes {
   /** Data segments in file order; holes between them read as zeros. Empty for non-files. */
   segments: DataSegment[];
 }

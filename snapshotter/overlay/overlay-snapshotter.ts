@@ -22,7 +22,8 @@ import { logger } from "../util/trace.js";
 import type { RemoteLayers } from "../remote/remote-layers.js";
 import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
-import { detachBelow, mountsBelow } from "./mountinfo.js";
+import { detachBelow } from "./mountinfo.js";
+import { mountsBelow } from "../util/mountinfo.js";
 import { unpackNativeCopy } from "./native-copy.js";
 import pLimit from "p-limit";
 
@@ -149,7 +150,6 @@ export class OverlaySnapshotter implements Snapshotter {
     } catch (err) {
       return why(errorMessage(err));
     }
-    validateLabels(labels);
     // No owner to copy: `fs` becomes the layer's mount point. (Asking a parent
     // still streaming would also make every layer's Prepare wait for the one below.)
     const rec = this.create(scope, "active", key, parent, labels, undefined);

@@ -10,10 +10,7 @@ function hasher(digest: string): { hash: Hash; algorithm: string; hex: string } 
   return { hash: createHash(algorithm), algorithm, hex };
 }
 
-/** `sha256:<hex>` of `bytes`. */
-export function sha256Digest(bytes: Buffer): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-}
+export { sha256Digest } from "../util/digest.js";
 
 function mismatch(what: string, expected: string, actual: string): FailedPreconditionError {
   return new FailedPreconditionError(`${what}: digest mismatch: expected ${expected}, got ${actual}`);

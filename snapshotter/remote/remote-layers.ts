@@ -2,6 +2,7 @@
 // at a snapshot's `fs` directory. The overlay snapshotter asks this module to
 // describe a layer from Prepare's labels, mount it, and unmount it again.
 import pLimit from "p-limit";
+import type { CachedBlob } from "../cache/cached-blob.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -32,9 +33,9 @@ interface MountedRemoteLayer {
   spec: RemoteLayerSpec;
   format: LayerFormat;
   view: DeferredView;
+  blob: CachedBlob;
   unmount(): Promise<void>;
   unpin(): void;
-  mountedAt: number;
 }
 
 export interface RemoteLayerStatus {
@@ -50,7 +51,6 @@ export class RemoteLayers {
   readonly #opener: LayerOpener;
   readonly #mounted = new Map<string, MountedRemoteLayer>();
   readonly #manifests = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
-  readonly #fetched = new Map<string, () => number>();
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
@@ -78,8 +78,7 @@ export class RemoteLayers {
       if (format === "estargz") await opening;
       else opening.catch((err: unknown) => log.error("layer could not be opened; the next read retries", { layer: spec.layerDigest, error: errorMessage(err) }));
       const mounted = await this.#opts.mount(dir, view);
-      this.#mounted.set(dir, { spec, format, view, unmount: () => mounted.unmount(), unpin, mountedAt: Date.now() });
-      this.#fetched.set(dir, () => blob.fetchedBytes);
+      this.#mounted.set(dir, { spec, format, view, blob, unmount: () => mounted.unmount(), unpin });
       log.info("layer mounted lazily", { layer: spec.layerDigest, format, dir });
       if (format === "estargz") void this.#prefetchLandmark(view, spec);
     } catch (err) {
@@ -96,7 +95,6 @@ export class RemoteLayers {
     const m = this.#mounted.get(dir);
     if (!m) return;
     this.#mounted.delete(dir);
-    this.#fetched.delete(dir);
     m.unpin();
     await m.unmount();
   }
@@ -137,7 +135,7 @@ export class RemoteLayers {
 
   status(): RemoteLayerStatus[] {
     return [...this.#mounted.entries()].map(([dir, m]) => ({
-      dir, layer: m.spec.layerDigest, format: m.format, ready: m.view.ready !== undefined, fetchedBytes: this.#fetched.get(dir)?.() ?? 0,
+      dir, layer: m.spec.layerDigest, format: m.format, ready: m.view.ready !== undefined, fetchedBytes: m.blob.fetchedBytes,
     }));
   }
 

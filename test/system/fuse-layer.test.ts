@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { layerTar, type LayerEntry as TarEntry } from "../../scripts/images/oci-image.js";
-import { isMountPoint, mountLayer, unmountStale, type MountedLayer, type MountLayerOptions } from "../../snapshotter/fuse/mount-layer.js";
+import { mountLayer, unmountStale, type MountedLayer, type MountLayerOptions } from "../../snapshotter/fuse/mount-layer.js";
+import { isMountPoint } from "../../snapshotter/util/mountinfo.js";
 import type { BlobSource } from "../../snapshotter/layer/layer-index.js";
 import { viewOf, type LayerView } from "../../snapshotter/layer/layer-view.js";
 import { buildTarIndex } from "../../snapshotter/layer/tar-index.js";
@@ -353,7 +354,7 @@ describe("mount lifecycle", () => {
     await waitFor("sleep inside the mount", async () => (await readFile(`/proc/${user.pid}/cmdline`, "utf8").catch(() => "")).startsWith("sleep"));
     try {
       await layer.unmount();
-      expect(await isMountPoint(layer.dir)).toBe(false);
+      expect(isMountPoint(layer.dir)).toBe(false);
       expect(user.exitCode).toBe(null);
       await layer.unmount();
     } finally {
@@ -371,7 +372,7 @@ describe("mount lifecycle", () => {
       await crashed.stop("SIGKILL");
       expect((await sh(`stat ${dir}`)).stderr).toContain("Transport endpoint is not connected");
       expect(await unmountStale(dir)).toBe(true);
-      expect(await isMountPoint(dir)).toBe(false);
+      expect(isMountPoint(dir)).toBe(false);
       expect(await unmountStale(dir)).toBe(false);
       const { view } = await buildLayer(await layerTar([{ type: "file", path: "f", content: "f\n" }]));
       layers.push(await mountLayer(dir, view));
