@@ -25,7 +25,7 @@ import { startAugur, type Augur } from "../lib/augur.js";
 import { startContainerd, type Containerd } from "../lib/containerd.js";
 import { removeScratch, runOk, scratchDir } from "../lib/processes.js";
 import { DEFAULT_CACHE, WORKLOADS, buildDebianImages, pushDebianImages, registryStorage, storedManifestLayers, type Workload } from "../images/debian-image.js";
-import { startSlowRegistry, type SlowRegistry } from "./netns.js";
+import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./netns.js";
 
 export const MODES = ["overlayfs", "local", "augur-plain-first", "augur-plain-indexed", "augur-estargz"] as const;
 export type Mode = (typeof MODES)[number];
@@ -49,6 +49,8 @@ const { values } = parseArgs({
     "keep-cache-subdirs": { type: "string", default: "indexes" },
     // Median seconds of an earlier overlayfs full pull, for ratios when --modes leaves overlayfs out.
     "baseline-s": { type: "string" },
+    // Record every registry request of each timed run (with times) in the JSON results.
+    timeline: { type: "boolean", default: false },
     verbose: { type: "boolean", short: "v", default: false },
   },
 });
@@ -84,6 +86,8 @@ interface RunResult {
   requestsBeforeReady?: number;
   /** augur's VmHWM, bytes. */
   augurPeakRss?: number;
+  /** With --timeline: every registry request, ms since the pull started. */
+  requests?: ProxiedRequest[];
 }
 
 interface ModeResult {
@@ -212,6 +216,7 @@ async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string,
     bytesTotal: total.down,
     requestsBeforeReady: atReady.requests,
     augurPeakRss: augur ? peakRss(augur.proc.pid) : undefined,
+    requests: values.timeline ? reg.proxy.requests() : undefined,
   };
 }
 

@@ -163,11 +163,24 @@ export interface ProxyStats {
   requests: number;
 }
 
+/** One HTTP request through the proxy, times in ms since the last reset. */
+export interface ProxiedRequest {
+  connection: number;
+  /** Request line and Range header, e.g. `GET /v2/x/blobs/sha256:… bytes=0-99`. */
+  what: string;
+  sentAt: number;
+  /** When the last response byte before the next request (or the close) passed. */
+  doneAt: number;
+  bytes: number;
+}
+
 export interface LatencyProxy {
   host: string;
   port: number;
   latencyMs: number;
   stats(): ProxyStats;
+  /** Every request since the last reset, in the order they were sent. */
+  requests(): ProxiedRequest[];
   reset(): void;
   close(): Promise<void>;
 }
@@ -182,9 +195,13 @@ const sleep = (ms: number): Promise<void> => (ms > 0 ? new Promise((r) => setTim
  */
 export async function startLatencyProxy(target: { host: string; port: number }, latencyMs = 20): Promise<LatencyProxy> {
   let stats: ProxyStats = { down: 0, up: 0, connections: 0, requests: 0 };
+  let log: ProxiedRequest[] = [];
+  let epoch = performance.now();
   const sockets = new Set<Socket>();
   const server = createServer({ noDelay: true }, (client) => {
     stats.connections++;
+    const connection = stats.connections;
+    let current: ProxiedRequest | undefined;
     sockets.add(client);
     client.pause();
     let upstream: Socket | null = null;
@@ -213,6 +230,10 @@ export async function startLatencyProxy(target: { host: string; port: number }, 
           });
           u.on("data", (chunk: Buffer) => {
             stats.down += chunk.length;
+            if (current) {
+              current.bytes += chunk.length;
+              current.doneAt = performance.now() - epoch;
+            }
             newRequest = true;
             if (!client.write(chunk)) {
               u.pause();
@@ -229,6 +250,12 @@ export async function startLatencyProxy(target: { host: string; port: number }, 
       if (newRequest) {
         stats.requests++;
         newRequest = false;
+        const head = chunk.toString("latin1", 0, Math.min(chunk.length, 4096));
+        const line = head.slice(0, head.indexOf("\r\n")).replace(/ HTTP\/1\.[01]$/, "");
+        const range = /\r\nrange: *([^\r]*)/i.exec(head)?.[1];
+        const at = performance.now() - epoch;
+        current = { connection, what: range ? `${line} ${range}` : line, sentAt: at, doneAt: at, bytes: 0 };
+        log.push(current);
       }
       chain = chain.then(async () => {
         if (delay) await sleep(latencyMs);
@@ -256,8 +283,11 @@ export async function startLatencyProxy(target: { host: string; port: number }, 
     port,
     latencyMs,
     stats: () => ({ ...stats }),
+    requests: () => log.map((r) => ({ ...r })),
     reset: () => {
       stats = { down: 0, up: 0, connections: 0, requests: 0 };
+      log = [];
+      epoch = performance.now();
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -4,6 +4,7 @@
 // the archive are implied (0755 root:root), hardlinks share their target's inode.
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import { cleanPath, type EntryAttributes, type LayerEntry } from "./layer-index.js";
+import { SMALL_FILE_BYTES } from "./speculative-fetches.js";
 
 /** Entry attributes as read from tar or a TOC, plus the format's content locator. */
 export interface EntryInput<T> extends EntryAttributes {
@@ -12,7 +13,8 @@ export interface EntryInput<T> extends EntryAttributes {
 }
 
 interface Node<T> {
-  input: EntryInput<T>;
+  input: EntryAttributes;
+  content: T | undefined;
   children: Map<string, Node<T>> | undefined;
   entry: LayerEntry | undefined;
   ino: number;
@@ -20,20 +22,29 @@ interface Node<T> {
   target: Node<T> | undefined;
 }
 
-const implicitDir = <T>(path: string): EntryInput<T> => ({
+const implicitDir = (path: string): EntryAttributes => ({
   path, type: "dir", mode: 0o755, uid: 0, gid: 0, uname: "", gname: "", size: 0, mtime: 0,
-  linkname: "", devmajor: 0, devminor: 0, xattrs: {}, content: undefined,
+  linkname: "", devmajor: 0, devminor: 0, xattrs: {},
 });
 
-export class EntryTree<T> {
+/**
+ * `I` is what the format's entries look like; `contentOf` finds a regular
+ * file's content locator in one, so a
+ * format's own records need no copying into another shape.
+ */
+export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
   readonly #nodes = new Map<string, Node<T>>();
   readonly #root: Node<T>;
   #nextIno = 1;
 
-  constructor(inputs: Iterable<EntryInput<T>>) {
-    this.#root = this.#newNode(implicitDir(""));
+  constructor(inputs: Iterable<I>, contentOf: (input: I) => T | undefined) {
+    this.#root = this.#newNode(implicitDir(""), undefined);
     this.#nodes.set("", this.#root);
-    for (const raw of inputs) this.#add({ ...raw, path: cleanPath(raw.path) });
+    for (const raw of inputs) {
+      const path = cleanPath(raw.path);
+      // copying every entry doubled the load time of big layers
+      this.#add(path === raw.path ? raw : { ...raw, path }, raw.type === "file" ? contentOf(raw) : undefined);
+    }
     for (const node of this.#nodes.values()) this.#link(node);
     for (const node of this.#nodes.values()) node.entry = this.#finish(node);
   }
@@ -46,7 +57,6 @@ export class EntryTree<T> {
     return this.#nodes.get(cleanPath(parentPath))?.children?.get(name)?.entry;
   }
 
-  /** Children in layer order, or undefined if `path` is not a directory. */
   /** A directory's entries for LayerIndex.readdir; errors name the layer. */
   readdir(path: string, layerDigest: string): readonly LayerEntry[] {
     const children = this.children(path);
@@ -55,6 +65,7 @@ export class EntryTree<T> {
     throw new NotFoundError(`layer ${layerDigest}: ${path} not found`);
   }
 
+  /** Children in layer order, or undefined if `path` is not a directory. */
   children(path: string): LayerEntry[] | undefined {
     const node = this.#nodes.get(cleanPath(path));
     if (!node?.children) return undefined;
@@ -70,12 +81,13 @@ export class EntryTree<T> {
     let node = this.#nodes.get(cleanPath(path));
     if (node?.target) node = node.target;
     if (!node || node.input.type !== "file") return undefined;
-    return { entry: node.entry as LayerEntry, content: node.input.content };
+    return { entry: node.entry as LayerEntry, content: node.content };
   }
 
-  #newNode(input: EntryInput<T>): Node<T> {
+  #newNode(input: EntryAttributes, content: T | undefined): Node<T> {
     return {
       input,
+      content,
       children: input.type === "dir" ? new Map() : undefined,
       entry: undefined,
       ino: this.#nextIno++,
@@ -84,7 +96,7 @@ export class EntryTree<T> {
     };
   }
 
-  #add(input: EntryInput<T>): void {
+  #add(input: EntryAttributes, content: T | undefined): void {
     if (input.path === "") {
       if (input.type === "dir") this.#root.input = input;
       return;
@@ -98,7 +110,7 @@ export class EntryTree<T> {
       return;
     }
     if (old) this.#forget(old);
-    const node = this.#newNode(input);
+    const node = this.#newNode(input, content);
     this.#nodes.set(input.path, node);
     parent.children?.set(name, node);
   }
@@ -107,7 +119,7 @@ export class EntryTree<T> {
   #dir(path: string): Node<T> {
     const existing = this.#nodes.get(path);
     if (existing?.children) return existing;
-    this.#add(implicitDir(path));
+    this.#add(implicitDir(path), undefined);
     return this.#nodes.get(path) as Node<T>;
   }
 
@@ -146,8 +158,19 @@ export class EntryTree<T> {
   }
 }
 
+/** Files a read makes worth fetching before they are asked for (speculative-fetches.ts). */
+export interface AheadOfRead {
+  /** The file read has not been read before: fetch its rest. */
+  rest: boolean;
+  /** The first read of a small file in its directory: the directory's other small files, nearest in layer order first. */
+  siblings: string[];
+}
+
 /** The tree half of every LayerIndex; each format adds its verified file reads. */
 export abstract class TreeLayerIndex<T> {
+  readonly #filesBegun = new Set<string>();
+  readonly #dirsBegun = new Set<string>();
+
   protected constructor(
     readonly digest: string,
     protected readonly tree: EntryTree<T>,
@@ -167,5 +190,24 @@ export abstract class TreeLayerIndex<T> {
 
   entries(): Iterable<LayerEntry> {
     return this.tree.all();
+  }
+
+  /** What a read of `path` makes worth fetching ahead; each file and directory counts once. */
+  protected aheadOf(path: string): AheadOfRead {
+    const rest = !this.#filesBegun.has(path);
+    if (rest) this.#filesBegun.add(path);
+    const slash = path.lastIndexOf("/");
+    const dir = slash < 0 ? "" : path.slice(0, slash);
+    const small = (e: LayerEntry | undefined): boolean => e !== undefined && e.size > 0 && e.size <= SMALL_FILE_BYTES;
+    if (this.#dirsBegun.has(dir) || !small(this.tree.content(path)?.entry)) return { rest, siblings: [] };
+    this.#dirsBegun.add(dir);
+    const children = this.tree.children(dir) ?? [];
+    const at = children.findIndex((c) => c.path === path);
+    const siblings = children
+      .map((entry, i) => ({ entry, distance: Math.abs(i - at) }))
+      .filter(({ entry }) => entry.type === "file" && small(entry) && entry.path !== path)
+      .sort((a, b) => a.distance - b.distance)
+      .map(({ entry }) => entry.path);
+    return { rest, siblings };
   }
 }

@@ -12,6 +12,7 @@ import { EntryTree, TreeLayerIndex, type EntryInput } from "./entry-tree.js";
 import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
 import { cleanPath, LayerVerificationError, verifiedItem, type BlobSource, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
 import { sha256Digest } from "../util/digest.js";
+import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";
 
 export const PREFETCH_LANDMARK = ".prefetch.landmark";
 export const NO_PREFETCH_LANDMARK = ".no.prefetch.landmark";
@@ -34,14 +35,6 @@ export interface PrefetchInfo {
   size: number;
 }
 
-/**
- * A miss also fetches the chunks that follow it in the blob, up to this many
- * compressed bytes in the same request: files of one directory sit together
- * in the blob and are read together (an interpreter importing modules), and
- * one round trip to the registry costs more than a few hundred KiB.
- */
-export const READ_AHEAD_BYTES = 512 << 10;
-
 const TYPES: Record<string, EntryType> = {
   dir: "dir", reg: "file", symlink: "symlink", hardlink: "hardlink", char: "char", block: "block", fifo: "fifo",
 };
@@ -53,26 +46,32 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
   fetchedBytes = 0;
   readonly #blob: BlobSource;
   // Small: the kernel's page cache keeps what FUSE served; this holds read-ahead until it is asked for.
-  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 16 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
+  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 32 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
   readonly #inflight = new Map<string, Promise<Buffer>>();
   /** Every chunk with a digest, in blob order, for read-ahead. */
   readonly #byOffset: EStargzChunk[];
+  readonly #speculative: SpeculativeFetches | undefined;
 
-  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc) {
+  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc, speculative: SpeculativeFetches | undefined) {
     const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
-    super(digest, new EntryTree(inputs));
+    super(digest, new EntryTree(inputs, (i) => i.content));
     this.tocDigest = loaded.tocDigest;
     this.#blob = blob;
     this.prefetch = prefetch;
+    this.#speculative = speculative;
     this.#byOffset = inputs
       .flatMap((i) => i.content ?? [])
       .filter((c) => c.digest !== undefined)
       .sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
   }
 
-  /** Opens an eStargz layer; `tocDigest` is the layer's toc.digest annotation when the manifest has one. */
-  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string }): Promise<EStargzLayerIndex> {
-    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest));
+  /**
+   * Opens an eStargz layer; `tocDigest` is the layer's toc.digest annotation
+   * when the manifest has one. With `speculative`, reads fetch ahead beside
+   * themselves (speculative-fetches.ts).
+   */
+  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string; speculative?: SpeculativeFetches }): Promise<EStargzLayerIndex> {
+    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.speculative);
   }
 
   chunkFor(path: string, offset: number): FileChunk | undefined {
@@ -89,7 +88,9 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     const end = Math.min(file.entry.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
     const chunks = (file.content ?? []).filter((c) => c.offset < end && c.offset + c.size > offset);
-    const wanted = this.#chunks([...chunks, ...this.#readAhead(chunks)]).slice(0, chunks.length);
+    const ahead = this.#speculative ? [...this.#readAhead(chunks), ...this.#ahead(path)] : []; // before the read's own fetches make its chunks look held
+    const wanted = this.#chunks(chunks);
+    this.#speculate(ahead);
     const datas = await Promise.all(wanted);
     const out = Buffer.alloc(end - offset);
     chunks.forEach((c, i) => {
@@ -101,12 +102,34 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     return out;
   }
 
-  /** Chunks that follow the last missing one of `chunks` back to back, within READ_AHEAD_BYTES. */
+  /** The rest of the file and its directory's other files, within their budgets (speculative-fetches.ts). */
+  #ahead(path: string): EStargzChunk[] {
+    const { rest, siblings } = this.aheadOf(path);
+    const within = (chunks: EStargzChunk[], maxBytes: number): EStargzChunk[] => {
+      let left = maxBytes;
+      const out: EStargzChunk[] = [];
+      for (const c of chunks) {
+        if (this.#held(c)) continue;
+        left -= c.gzEnd - c.gzStart;
+        if (left < 0) break;
+        out.push(c);
+      }
+      return out;
+    };
+    const chunksOf = (p: string): EStargzChunk[] => this.tree.content(p)?.content ?? [];
+    return [...(rest ? within(chunksOf(path), FILE_AHEAD_BYTES) : []), ...within(siblings.flatMap(chunksOf), DIR_AHEAD_BYTES)];
+  }
+
+  #held(c: EStargzChunk): boolean {
+    return this.#cache.has(chunkKey(c)) || this.#inflight.has(chunkKey(c));
+  }
+
+  /** Chunks that follow the last missing one of `chunks` back to back, within READ_AHEAD_BYTES, up to one already held. */
   #readAhead(chunks: EStargzChunk[]): EStargzChunk[] {
-    const missing = chunks.filter((c) => !this.#cache.has(chunkKey(c)) && !this.#inflight.has(chunkKey(c)));
+    if (!this.#speculative) return [];
+    const missing = chunks.filter((c) => !this.#held(c));
     const last = missing[missing.length - 1];
-    const first = missing[0];
-    if (!last || !first) return [];
+    if (!last) return [];
     let lo = 0;
     let hi = this.#byOffset.length;
     while (lo < hi) {
@@ -118,12 +141,29 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     let end = last.gzEnd;
     for (let i = lo; i < this.#byOffset.length; i++) {
       const c = this.#byOffset[i] as EStargzChunk;
-      if (c.gzStart !== end || c.gzEnd - first.gzStart > READ_AHEAD_BYTES) break;
-      if (this.#cache.has(chunkKey(c)) || this.#inflight.has(chunkKey(c))) break;
+      if (c.gzStart !== end || c.gzEnd - last.gzEnd > READ_AHEAD_BYTES || this.#held(c)) break;
       out.push(c);
       end = c.gzEnd;
     }
     return out;
+  }
+
+  /** Queues speculative fetches of `chunks` (most useful first) as one batch; each request checks again when it starts. */
+  #speculate(chunks: EStargzChunk[]): void {
+    const queue = this.#speculative;
+    if (!queue || chunks.length === 0) return;
+    const order = [...new Set(chunks)];
+    const byStart = [...order].sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
+    const id = new Map(byStart.map((c, i) => [c, i]));
+    const bounds = (i: number): { start: number; end: number } => {
+      const c = byStart[i] as EStargzChunk;
+      return { start: c.gzStart, end: c.gzEnd };
+    };
+    queue.add(
+      speculativeRequests(order.map((c) => id.get(c) as number), bounds, SPECULATIVE_REQUEST_BYTES).map((run) => async () => {
+        await Promise.allSettled(this.#chunks(run.map((i) => byStart[i] as EStargzChunk).filter((c) => !this.#held(c))));
+      }),
+    );
   }
 
   /** Verified chunk data: cached, in flight, or fetched with neighbours in one read. */

@@ -107,8 +107,12 @@ export async function verifiedItem(batch: Promise<readonly (Buffer | LayerVerifi
   return item;
 }
 
+/** A "." or ".." part, an empty part, or a leading or trailing slash: what cleanPath changes. */
+const UNCLEAN_PATH = /(?:^|\/)\.{1,2}(?:\/|$)|\/\/|^\/|\/$/;
+
 /** Canonical entry path: strips "./", leading and trailing slashes, and empty or "." parts. */
 export function cleanPath(p: string): string {
+  if (!UNCLEAN_PATH.test(p)) return p; // most paths are clean already; this runs for every entry of every layer
   const parts: string[] = [];
   for (const part of p.split("/")) {
     if (part === "" || part === ".") continue;

@@ -12,18 +12,34 @@ import { decodeFrom, ZstdCursor } from "./decoders.js";
 import { LayerVerificationError, verifiedItem, type BlobSource } from "./layer-index.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
+import { adjacentRuns, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";
 
 export interface SpanReaderOptions {
   /** Bytes of decoded data kept in memory; default 16 MiB (the kernel's page cache keeps what FUSE served). */
   cacheBytes?: number;
   /**
-   * A miss also fetches the spans that follow it, up to this many compressed
-   * bytes, in the same request; they are verified like any other and kept by
-   * the blob source's cache. Default 0: with 512 KiB spans, python3 start-up
-   * fetched 30 MB instead of 17 MB for no gain in time (docs/benchmarks.md).
+   * Where speculative fetches run (speculative-fetches.ts); without it a
+   * reader fetches only what reads ask for. Worth it when spans come over the
+   * network, not from a blob on local disk.
+   */
+  speculative?: SpeculativeFetches;
+  /**
+   * With `speculative`: after a miss, the spans that follow it, up to this
+   * many compressed bytes, are fetched speculatively (default READ_AHEAD_BYTES).
+   * In the request of the miss itself they made python3's start-up fetch 30 MB
+   * instead of 17 MB for no gain (docs/benchmarks.md); beside it they cost
+   * the waiting read nothing.
    */
   readAheadBytes?: number;
 }
+
+/** Uncompressed ranges worth fetching ahead, and how many compressed bytes they may cost together. */
+export interface AheadRanges {
+  ranges: { offset: number; length: number }[];
+  maxBytes: number;
+}
+/** Verified compressed spans fetched speculatively, kept until a read decodes them. */
+const AHEAD_CACHE_BYTES = 32 << 20;
 
 const MAX_CURSORS = 2;
 
@@ -32,7 +48,9 @@ export class SpanReader {
   readonly #blob: BlobSource;
   readonly #piece: number;
   readonly #readAheadBytes: number;
+  readonly #speculative: SpeculativeFetches | undefined;
   readonly #decoded: LRUCache<string, Buffer>;
+  readonly #ahead = new LRUCache<number, Buffer>({ maxSize: AHEAD_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
   readonly #fetching = new Map<number, Promise<Buffer>>();
   readonly #cursors = new Map<number, { cursor: ZstdCursor; piece: number }>();
   /** Compressed bytes requested from the blob so far. */
@@ -42,7 +60,8 @@ export class SpanReader {
     this.#index = index;
     this.#blob = blob;
     this.#piece = index.spanSize;
-    this.#readAheadBytes = opts.readAheadBytes ?? 0;
+    this.#speculative = opts.speculative;
+    this.#readAheadBytes = opts.readAheadBytes ?? READ_AHEAD_BYTES;
     this.#decoded = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -75,8 +94,18 @@ export class SpanReader {
     return { out: r.out + p * this.#piece, end: Math.min(r.end, r.out + (p + 1) * this.#piece) };
   }
 
-  /** Verified uncompressed bytes [offset, offset+length), clipped at the end of the stream. */
-  async read(offset: number, length: number): Promise<Buffer> {
+  /** Whether reads fetch ahead of themselves (a speculative queue was given). */
+  get speculative(): boolean {
+    return this.#speculative !== undefined;
+  }
+
+  /**
+   * Verified uncompressed bytes [offset, offset+length), clipped at the end
+   * of the stream. With a speculative queue, a miss also queues the spans
+   * after it, and `ahead` the spans of those ranges (after the read's own
+   * fetches have started, so it never waits behind them).
+   */
+  async read(offset: number, length: number, ahead: readonly AheadRanges[] = []): Promise<Buffer> {
     const end = Math.min(offset + length, this.#index.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
     const wanted: { span: number; piece: number; out: number }[] = [];
@@ -90,7 +119,9 @@ export class SpanReader {
       const cur = this.#cursors.get(w.span);
       return !this.#decoded.has(`${w.span}:${w.piece}`) && !(cur && cur.piece <= w.piece);
     });
-    this.#prefetchSpans([...missing.map((w) => w.span), ...this.#readAhead(missing.map((w) => w.span))]);
+    const missingSpans = [...new Set(missing.map((w) => w.span))];
+    this.#fetchSpans(missingSpans.filter((span) => !this.#ahead.has(span)));
+    if (this.#speculative) this.#speculate([...this.#following(missingSpans), ...ahead.flatMap((a) => this.#spansOf(a))]);
     const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
     const parts = bufs.map((b, k) => {
       const out = (wanted[k] as { out: number }).out;
@@ -162,47 +193,85 @@ export class SpanReader {
     throw new LayerVerificationError(this.#index.digest, `span ${span} decodes to ${got} bytes, want ${want}`);
   }
 
-  /** Spans after the last of `spans`, back to back, within readAheadBytes of compressed bytes. */
-  #readAhead(spans: number[]): number[] {
-    if (spans.length === 0 || this.#readAheadBytes <= 0) return [];
+  /** Spans of `ahead`'s ranges that are not held, in order, within its byte budget. */
+  #spansOf(ahead: AheadRanges): number[] {
+    const spans = this.#index.spans;
+    const out: number[] = [];
+    let left = ahead.maxBytes;
+    for (const r of ahead.ranges) {
+      const end = Math.min(r.offset + r.length, this.#index.uncompressedSize);
+      if (end <= r.offset) continue;
+      for (let i = this.spanAt(r.offset); i <= this.spanAt(end - 1); i++) {
+        if (this.#held(i) || out.includes(i)) continue;
+        const s = spans[i] as IndexSpan;
+        left -= s.end - s.start;
+        if (left < 0) return out;
+        out.push(i);
+      }
+    }
+    return out;
+  }
+
+  /** Whether span `i` is decoded, fetched ahead, or being fetched. */
+  #held(i: number): boolean {
+    return this.#fetching.has(i) || this.#ahead.has(i) || this.#decoded.has(`${i}:0`) || this.#cursors.has(i);
+  }
+
+  /** Spans after the last of `spans`, back to back, within readAheadBytes of compressed bytes, up to one already held. */
+  #following(spans: number[]): number[] {
+    if (spans.length === 0 || !this.#speculative || this.#readAheadBytes <= 0) return [];
     const all = this.#index.spans;
     const last = Math.max(...spans);
     const from = (all[last] as IndexSpan).end;
     const out: number[] = [];
     for (let i = last + 1; i < all.length; i++) {
       const s = all[i] as IndexSpan;
-      if (s.end - from > this.#readAheadBytes || this.#fetching.has(i) || this.#decoded.has(`${i}:0`)) break;
+      if (s.end - from > this.#readAheadBytes || this.#held(i)) break;
       out.push(i);
     }
     return out;
   }
 
-  /** Verified compressed bytes of a span, fetched (or joined in flight). */
+  /** Queues speculative fetches of `spans` (most useful first) as one batch; each request checks again when it starts. */
+  #speculate(spans: number[]): void {
+    const queue = this.#speculative;
+    if (!queue || spans.length === 0) return;
+    const bounds = (i: number): { start: number; end: number } => this.#index.spans[i] as IndexSpan;
+    queue.add(
+      speculativeRequests(spans, bounds, SPECULATIVE_REQUEST_BYTES).map((run) => async () => {
+        const todo = run.filter((i) => !this.#held(i));
+        if (todo.length === 0) return;
+        const fetched = adjacentRuns(todo, bounds, Infinity).flatMap((ids) => this.#startFetch(ids));
+        await Promise.all(fetched.map(({ id, bytes }) => bytes.then((b) => void this.#ahead.set(id, b), () => undefined)));
+      }),
+    );
+  }
+
+  /** Verified compressed bytes of a span: fetched ahead, joined in flight, or fetched now. */
   #compressed(span: number): Promise<Buffer> {
-    this.#prefetchSpans([span]);
+    // kept, not taken: a span's pieces may be asked for at once, and the LRU bounds it
+    const ahead = this.#ahead.get(span);
+    if (ahead) return Promise.resolve(ahead);
+    this.#fetchSpans([span]);
     return this.#fetching.get(span) as Promise<Buffer>;
   }
 
   /** Starts fetches for spans not yet in flight, one Range read per run of adjacent spans. */
-  #prefetchSpans(spans: number[]): void {
+  #fetchSpans(spans: number[]): void {
     const todo = [...new Set(spans)].filter((s) => !this.#fetching.has(s)).sort((a, b) => a - b);
-    let run: number[] = [];
-    const flush = (): void => {
-      if (run.length === 0) return;
-      const ids = run;
-      run = [];
-      const fetched = this.#fetch(ids[0] as number, ids[ids.length - 1] as number);
-      ids.forEach((id, k) => {
-        const p = verifiedItem(fetched, k).finally(() => this.#fetching.delete(id));
-        p.catch(() => undefined); // the reader awaiting it reports the failure
-        this.#fetching.set(id, p);
-      });
-    };
-    for (const s of todo) {
-      if (run.length && s !== (run[run.length - 1] as number) + 1) flush();
-      run.push(s);
-    }
-    flush();
+    const bounds = (i: number): { start: number; end: number } => this.#index.spans[i] as IndexSpan;
+    for (const ids of adjacentRuns(todo, bounds, Infinity)) this.#startFetch(ids);
+  }
+
+  /** Fetches adjacent spans `ids` in one read; each is in #fetching until it settles. */
+  #startFetch(ids: number[]): { id: number; bytes: Promise<Buffer> }[] {
+    const fetched = this.#fetch(ids[0] as number, ids[ids.length - 1] as number);
+    return ids.map((id, k) => {
+      const p = verifiedItem(fetched, k).finally(() => this.#fetching.delete(id));
+      p.catch(() => undefined); // the reader awaiting it reports the failure
+      this.#fetching.set(id, p);
+      return { id, bytes: p };
+    });
   }
 
   /** Spans first..last in one read; a span that fails its digest fails alone (read-ahead must not spoil a good read). */

@@ -5,15 +5,16 @@
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex } from "./entry-tree.js";
 import type { BlobSource, FileChunk, LayerEntry, LayerIndex } from "./layer-index.js";
-import { SpanReader, type SpanReaderOptions } from "./span-reader.js";
+import { SpanReader, type AheadRanges, type SpanReaderOptions } from "./span-reader.js";
+import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES } from "./speculative-fetches.js";
 import type { TarIndex } from "./tar-index.js";
-import type { DataSegment } from "./tar-scanner.js";
+import type { DataSegment, TarRecord } from "./tar-scanner.js";
 
 export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements LayerIndex {
   readonly reader: SpanReader;
 
   constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
-    super(index.digest, new EntryTree(index.entries.map((e) => ({ ...e, content: e.type === "file" ? e.segments : undefined }))));
+    super(index.digest, new EntryTree<DataSegment[], TarRecord>(index.entries, (e) => e.segments));
     this.reader = new SpanReader(index, blob, opts);
   }
 
@@ -22,16 +23,27 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     const end = Math.min(entry.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
     const out = Buffer.alloc(end - offset); // holes stay zero
+    const parts = segments.filter((s) => s.offset < end && s.offset + s.length > offset);
+    const ahead = this.reader.speculative ? this.#ahead(path) : [];
     await Promise.all(
-      segments
-        .filter((s) => s.offset < end && s.offset + s.length > offset)
-        .map(async (s) => {
-          const lo = Math.max(offset, s.offset);
-          const hi = Math.min(end, s.offset + s.length);
-          const data = await this.reader.read(s.at + (lo - s.offset), hi - lo);
-          data.copy(out, lo - offset);
-        }),
+      parts.map(async (s, k) => {
+        const lo = Math.max(offset, s.offset);
+        const hi = Math.min(end, s.offset + s.length);
+        const data = await this.reader.read(s.at + (lo - s.offset), hi - lo, k === parts.length - 1 ? ahead : []);
+        data.copy(out, lo - offset);
+      }),
     );
+    return out;
+  }
+
+  /** The rest of the file and its directory's other files, as ranges of the uncompressed stream (speculative-fetches.ts). */
+  #ahead(path: string): AheadRanges[] {
+    const { rest, siblings } = this.aheadOf(path);
+    const rangesOf = (p: string): { offset: number; length: number }[] =>
+      (this.tree.content(p)?.content ?? []).map((s) => ({ offset: s.at, length: s.length }));
+    const out: AheadRanges[] = [];
+    if (rest) out.push({ ranges: rangesOf(path), maxBytes: FILE_AHEAD_BYTES });
+    if (siblings.length) out.push({ ranges: siblings.flatMap(rangesOf), maxBytes: DIR_AHEAD_BYTES });
     return out;
   }
 

@@ -13,6 +13,7 @@ import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
 import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
 import { TarLayerIndex } from "../layer/tar-layer.js";
+import { sharedSpeculativeFetches } from "../layer/speculative-fetches.js";
 import type { RegistryClient } from "../registry/registry-client.js";
 import { logger } from "../util/trace.js";
 import type { RemoteLayerSpec } from "./remote-layer.js";
@@ -43,9 +44,10 @@ export class LayerOpener {
 
   /** The layer's index; for eStargz this fetches the footer and TOC. */
   async open(spec: RemoteLayerSpec, blob: CachedBlob): Promise<LayerIndex> {
-    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest });
+    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, speculative: sharedSpeculativeFetches });
     const cached = await this.#cachedIndex(spec);
-    if (cached) return new TarLayerIndex(cached, blob);
+    // spans come over the network: fetch ahead of the reads beside them
+    if (cached) return new TarLayerIndex(cached, blob, { speculative: sharedSpeculativeFetches });
     const path = await this.cache.blobPath(spec.layerDigest);
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })

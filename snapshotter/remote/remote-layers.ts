@@ -6,6 +6,7 @@ import type { CachedBlob } from "../cache/cached-blob.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
+import type { LayerIndex } from "../layer/layer-index.js";
 import type { LayerView } from "../layer/layer-view.js";
 import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
 import type { LayerSource } from "../source/labels.js";
@@ -27,6 +28,12 @@ export interface RemoteLayersOptions {
   cache: LayerCache;
   mount: LayerMounter;
   platform?: string;
+}
+
+/** A layer opened before its Prepare came (see #openRest). */
+interface EarlyOpen {
+  blob: CachedBlob;
+  index: Promise<LayerIndex>;
 }
 
 interface MountedRemoteLayer {
@@ -51,6 +58,7 @@ export class RemoteLayers {
   readonly #opener: LayerOpener;
   readonly #mounted = new Map<string, MountedRemoteLayer>();
   readonly #manifests = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
+  readonly #early = new Map<string, EarlyOpen>();
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
@@ -59,16 +67,58 @@ export class RemoteLayers {
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */
   async describe(source: LayerSource): Promise<RemoteLayerSpec> {
-    return specFor(source, await this.#resolve(source.imageRef));
+    const image = await this.#resolve(source.imageRef);
+    const spec = specFor(source, image);
+    this.#openRest(source, image);
+    return spec;
+  }
+
+  /**
+   * containerd prepares an image's layers one after another, each waiting for
+   * the one before. The image's other layers that open from a TOC or a cached
+   * index are opened now, so their Prepares find them ready: for eStargz that
+   * is two round trips and a TOC parse per layer off the pull's path. Opens
+   * no Prepare claims within MANIFEST_TTL_MS are dropped.
+   */
+  #openRest(source: LayerSource, image: ResolvedImage): void {
+    for (const desc of image.layers) {
+      if (desc.digest === source.layerDigest || this.#early.has(desc.digest)) continue;
+      let spec: RemoteLayerSpec;
+      try {
+        spec = specFor({ ...source, layerDigest: desc.digest, tocDigest: undefined }, image);
+      } catch {
+        continue; // its own Prepare reports why
+      }
+      const blob = this.#opener.blobOf(spec);
+      const index = this.#opener.formatOf(spec).then((format) => {
+        if (format !== "estargz") throw new Error(`${format} layers are not opened early`);
+        return this.#opener.open(spec, blob);
+      });
+      const early = { blob, index };
+      this.#early.set(desc.digest, early);
+      const drop = (): void => {
+        if (this.#early.get(desc.digest) === early) this.#early.delete(desc.digest);
+      };
+      index.catch(drop);
+      setTimeout(drop, MANIFEST_TTL_MS).unref();
+    }
   }
 
   /** Mounts the layer at `dir`. Returns once the mount is up; a first-contact layer keeps streaming. */
   async mount(dir: string, spec: RemoteLayerSpec): Promise<void> {
     if (this.#mounted.has(dir)) return;
     const format = await this.#opener.formatOf(spec);
-    const blob = this.#opener.blobOf(spec);
+    const early = this.#early.get(spec.layerDigest);
+    this.#early.delete(spec.layerDigest);
+    const blob = early?.blob ?? this.#opener.blobOf(spec);
     const unpin = this.#opts.cache.pin(spec.layerDigest);
-    const view = new DeferredView(spec.layerDigest, () => this.#opener.open(spec, blob));
+    // The first attempt only; a failed early open is tried again at once, later failures by the next read.
+    let opened = early?.index.catch(() => this.#opener.open(spec, blob));
+    const view = new DeferredView(spec.layerDigest, () => {
+      const attempt = opened ?? this.#opener.open(spec, blob);
+      opened = undefined;
+      return attempt;
+    });
     try {
       // eStargz opens with two small requests (footer, TOC): do it now so a
       // broken layer falls back to a normal pull. An index in the cache loads

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
+import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
 import { EStargzLayerIndex } from "../../../snapshotter/layer/estargz.js";
 import { FOOTER_SIZE, parseFooter } from "../../../snapshotter/layer/estargz-toc.js";
 import { LayerVerificationError } from "../../../snapshotter/layer/layer-index.js";
@@ -116,16 +117,31 @@ describe.skipIf(!hasGo)("eStargz made by stargz-snapshotter's writer", () => {
     expect(src.requested).toBeLessThan(blob.length);
   });
 
-  it("a miss reads ahead into the chunks that follow it, verified, so the next small file costs no request", async () => {
+  it("a miss reads ahead, beside the read, into the chunks that follow it, so the next small file costs no request", async () => {
+    const src = countingSource(plain.blob);
+    const speculative = new SpeculativeFetches();
+    const layer = await EStargzLayerIndex.open(src, { digest: sha256(plain.blob), tocDigest: plain.tocDigest, speculative });
+    const calls = src.calls.length;
+    expect((await layer.readFile("usr/lib/libx.so", 0, 10)).equals((files["usr/lib/libx.so"] as Buffer).subarray(0, 10))).toBe(true);
+    const own = src.calls[calls] as { offset: number; length: number };
+    await speculative.idle();
+    // the read's own request held only its chunk; the read-ahead came in another
+    expect(src.calls.length).toBeGreaterThan(calls + 1);
+    expect(src.calls.slice(calls + 1).every((c) => c.offset >= own.offset + own.length)).toBe(true);
+    // app/main.py follows libx.so in the blob (links between them have no data): already here
+    const before = src.calls.length;
+    expect((await layer.readFile("app/main.py", 0, 100)).toString()).toBe("print('READY')\n");
+    expect(src.calls.length).toBe(before);
+    expect(src.requested).toBeLessThan(plain.blob.length / 4); // never the 9 MiB file
+  });
+
+  it("without a speculative queue a read fetches only its own chunks", async () => {
     const src = countingSource(plain.blob);
     const layer = await EStargzLayerIndex.open(src, { digest: sha256(plain.blob), tocDigest: plain.tocDigest });
     const calls = src.calls.length;
-    expect((await layer.readFile("usr/lib/libx.so", 0, 10)).equals((files["usr/lib/libx.so"] as Buffer).subarray(0, 10))).toBe(true);
-    expect(src.calls.length).toBe(calls + 1);
-    // app/main.py follows libx.so in the blob (links between them have no data): already here
-    expect((await layer.readFile("app/main.py", 0, 100)).toString()).toBe("print('READY')\n");
-    expect(src.calls.length).toBe(calls + 1);
-    expect(src.requested).toBeLessThan(plain.blob.length / 4); // never the 9 MiB file
+    await layer.readFile("usr/lib/libx.so", 0, 10);
+    await layer.readFile("app/main.py", 0, 100);
+    expect(src.calls.length).toBe(calls + 2);
   });
 
   it("exposes entry attributes, whiteouts and opaque markers", async () => {

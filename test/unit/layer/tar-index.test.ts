@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
 import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
+import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
 import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import { LayerVerificationError } from "../../../snapshotter/layer/layer-index.js";
@@ -229,26 +230,74 @@ describe("zstd frames", () => {
   });
 });
 
-describe("read-ahead over a compressible layer", () => {
-  it("fetches following spans in the same request, and a bad neighbour never spoils a good read", async () => {
-    const text = Buffer.from(Array.from({ length: 60000 }, (_, i) => `line ${i} of a very compressible file\n`).join(""));
-    const blob = gzipSync(await layerTar([{ type: "file", path: "doc.txt", content: text }]));
-    const idx = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA.gzip, spanSize: 64 * 1024 });
+describe("speculative fetches over a compressible layer", () => {
+  const text = Buffer.from(Array.from({ length: 60000 }, (_, i) => `line ${i} of a very compressible file\n`).join(""));
+  let blob: Buffer;
+  let idx: Awaited<ReturnType<typeof buildTarIndex>>;
+  beforeAll(async () => {
+    blob = gzipSync(await layerTar([{ type: "file", path: "doc.txt", content: text }]));
+    idx = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA.gzip, spanSize: 64 * 1024 });
+  });
+
+  it("a read's own request holds only its span; the rest of the file comes beside it, and a bad span fails alone", async () => {
     expect(idx.spans.length).toBeGreaterThan(5);
     const src = countingSource(blob);
-    const layer = new TarLayerIndex(idx, src, { readAheadBytes: 512 << 10 });
+    const speculative = new SpeculativeFetches();
+    const layer = new TarLayerIndex(idx, src, { speculative });
     expect((await layer.readFile("doc.txt", 0, 100)).equals(text.subarray(0, 100))).toBe(true);
-    expect(src.calls).toHaveLength(1);
-    expect(src.calls[0]?.length).toBeGreaterThan((idx.spans[0] as { end: number }).end); // more than the first span
-    // corrupt span 3; read span 1 with a fresh reader: read-ahead covers span 3 but the read succeeds
-    const s3 = idx.spans[3] as { start: number };
+    const first = src.calls[0] as { offset: number; length: number };
+    expect(first.offset + first.length).toBe((idx.spans[0] as { end: number }).end); // the first span only
+    await speculative.idle();
+    expect(src.calls.length).toBeGreaterThan(1);
+    const calls = src.calls.length;
+    expect((await layer.readFile("doc.txt", 0, text.length)).equals(text)).toBe(true);
+    expect(src.calls.length).toBe(calls); // all fetched ahead
+
+    // corrupt span 3: fetched speculatively, it spoils neither the read nor the other spans
+    const s3 = idx.spans[3] as { start: number; out: number };
     const bad = Buffer.from(blob);
     bad[s3.start + 10] = (bad[s3.start + 10] as number) ^ 0xff;
-    const fresh = new TarLayerIndex(idx, countingSource(bad), { readAheadBytes: 512 << 10 });
-    const s1 = (idx.spans[1] as { out: number }).out;
+    const q2 = new SpeculativeFetches();
+    const fresh = new TarLayerIndex(idx, countingSource(bad), { speculative: q2 });
+    expect((await fresh.readFile("doc.txt", 0, 50)).equals(text.subarray(0, 50))).toBe(true);
+    await q2.idle();
     const fileAt = (idx.entries.find((e) => e.path === "doc.txt")?.segments[0] as { at: number }).at;
-    expect((await fresh.readFile("doc.txt", s1 - fileAt + 10, 50)).equals(text.subarray(s1 - fileAt + 10, s1 - fileAt + 60))).toBe(true);
-    const s3out = (idx.spans[3] as { out: number }).out - fileAt;
-    await expect(fresh.readFile("doc.txt", s3out + 10, 50)).rejects.toThrow(LayerVerificationError);
+    const s1 = (idx.spans[1] as { out: number }).out - fileAt;
+    expect((await fresh.readFile("doc.txt", s1 + 10, 50)).equals(text.subarray(s1 + 10, s1 + 60))).toBe(true);
+    await expect(fresh.readFile("doc.txt", s3.out - fileAt + 10, 50)).rejects.toThrow(LayerVerificationError);
+  });
+
+  it("without a speculative queue a read fetches only its own spans", async () => {
+    const src = countingSource(blob);
+    const layer = new TarLayerIndex(idx, src);
+    await layer.readFile("doc.txt", 0, 100);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(src.calls).toHaveLength(1);
+    expect((src.calls[0] as { length: number }).length).toBe((idx.spans[0] as { end: number; start: number }).end - (idx.spans[0] as { start: number }).start);
+  });
+
+  it("the first read of a small file fetches its directory's other small files, nearest first, and skips big ones", async () => {
+    const small = (i: number): Buffer => Buffer.from(`module ${i}\n`.repeat(2000 + i));
+    const big = noise(3 << 20, 5); // incompressible: beyond what read-ahead reaches
+    const files = [
+      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.pyc`, content: small(i) })),
+      { type: "file" as const, path: "lib/zbig.so", content: big },
+      { type: "file" as const, path: "other/x.pyc", content: small(9) },
+    ];
+    const b = gzipSync(await layerTar(files));
+    const index = await buildTarIndex(chunks(b), { digest: sha256(b), mediaType: MEDIA.gzip, spanSize: 16 * 1024 });
+    const src = countingSource(b);
+    const speculative = new SpeculativeFetches();
+    const layer = new TarLayerIndex(index, src, { speculative });
+    await layer.readFile("lib/m2.pyc", 0, 10);
+    await speculative.idle();
+    const calls = src.calls.length;
+    for (let i = 0; i < 6; i++) expect((await layer.readFile(`lib/m${i}.pyc`, 0, 1 << 20)).equals(small(i))).toBe(true);
+    expect(src.calls.length).toBe(calls); // every sibling already here
+    const bigAt = (index.entries.find((e) => e.path === "lib/zbig.so")?.segments[0] as { at: number }).at;
+    const mid = layer.reader.spanAt(bigAt + (2 << 20));
+    const midSpan = index.spans[mid] as { start: number; end: number };
+    // read-ahead may touch the start of the big file, but not its middle
+    expect(src.calls.some((c) => c.offset <= midSpan.start && c.offset + c.length >= midSpan.end)).toBe(false);
   });
 });
