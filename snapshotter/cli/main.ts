@@ -59,13 +59,15 @@ async function serve(argv: string[]): Promise<void> {
     },
     values.config,
   );
-  const daemon = await Daemon.start(config);
+  // Handlers go in before the sockets exist: a SIGTERM that lands while augur
+  // is starting must still stop it cleanly (once started), not kill it.
+  const starting = Daemon.start(config);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`augur: ${signal} received, shutting down\n`);
-    daemon.stop().then(
+    starting.then((daemon) => daemon.stop()).then(
       () => process.exit(0),
       (err: unknown) => {
         process.stderr.write(`augur: shutdown failed: ${errorMessage(err)}\n`);
@@ -75,6 +77,7 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  await starting;
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -59,6 +59,8 @@ export class RemoteLayers {
   readonly #mounted = new Map<string, MountedRemoteLayer>();
   readonly #manifests = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
   readonly #early = new Map<string, EarlyOpen>();
+  /** Manifests whose layers were opened early, and when. */
+  readonly #openedFor = new Map<string, number>();
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
@@ -81,8 +83,13 @@ export class RemoteLayers {
    * no Prepare claims within MANIFEST_TTL_MS are dropped.
    */
   #openRest(source: LayerSource, image: ResolvedImage): void {
+    const now = Date.now();
+    for (const [manifest, at] of this.#openedFor) if (now - at > MANIFEST_TTL_MS) this.#openedFor.delete(manifest);
+    if (this.#openedFor.has(image.digest)) return; // once per pull, not once per layer
+    this.#openedFor.set(image.digest, now);
+    const mounted = new Set([...this.#mounted.values()].map((m) => m.spec.layerDigest));
     for (const desc of image.layers) {
-      if (desc.digest === source.layerDigest || this.#early.has(desc.digest)) continue;
+      if (desc.digest === source.layerDigest || this.#early.has(desc.digest) || mounted.has(desc.digest)) continue;
       let spec: RemoteLayerSpec;
       try {
         spec = specFor({ ...source, layerDigest: desc.digest, tocDigest: undefined }, image);
