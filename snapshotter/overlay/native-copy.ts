@@ -15,14 +15,15 @@ import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/layer-index.js";
 
 const run = promisify(execFile);
 
-export async function unpackNativeCopy(blobPath: string, mediaType: string, target: string): Promise<void> {
+/** Unpacks; `signal` stops tar (augur shutting down) and removes what it wrote. */
+export async function unpackNativeCopy(blobPath: string, mediaType: string, target: string, signal?: AbortSignal): Promise<void> {
   const tmp = `${target}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   await run("mkdir", ["-m", "0755", tmp]);
   try {
     const decompress = { gzip: ["-z"], zstd: ["--zstd"], none: [] }[compressionOf(mediaType)];
     await run("nice", ["-n", "10", "tar", "-x", ...decompress, "-f", blobPath, "-C", tmp,
-      "--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--delay-directory-restore"], { maxBuffer: 1 << 20 });
+      "--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--delay-directory-restore"], { maxBuffer: 1 << 20, signal });
     await convertWhiteouts(tmp);
     await rename(tmp, target);
   } catch (err) {

@@ -49,6 +49,9 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #native = new Set<number>();
   /** Unpacking competes with starting containers for disk and CPU: one at a time. */
   readonly #unpacking = pLimit(1);
+  /** Aborted at close: stops a native copy's tar, which must not outlive augur. */
+  readonly #closing = new AbortController();
+  #unpack: Promise<void> | undefined;
 
   private constructor(root: string, opts: OverlaySnapshotterOptions) {
     this.#remote = opts.remote;
@@ -179,13 +182,16 @@ export class OverlaySnapshotter implements Snapshotter {
       const blob = await remote.completeBlob(fs);
       if (!blob) return;
       await this.#unpacking(async () => {
-        if (!remote.isMounted(fs)) return; // removed meanwhile
+        if (!remote.isMounted(fs) || this.#closing.signal.aborted) return; // removed meanwhile, or shutting down
         const started = Date.now();
-        await unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id));
+        this.#unpack = unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id), this.#closing.signal);
+        await this.#unpack;
         this.#native.add(id);
         log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, ms: Date.now() - started });
       });
-    })().catch((err: unknown) => log.warn("native copy of layer failed; containers keep reading it through FUSE", { id, error: errorMessage(err) }));
+    })().catch((err: unknown) => {
+      if (!this.#closing.signal.aborted) log.warn("native copy of layer failed; containers keep reading it through FUSE", { id, error: errorMessage(err) });
+    });
   }
 
   #exists(scope: Scope, key: string): boolean {
@@ -269,6 +275,9 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async close(): Promise<void> {
+    this.#closing.abort();
+    this.#unpacking.clearQueue();
+    await this.#unpack?.catch(() => undefined); // tar stopped and its partial copy removed
     await this.#remote?.close();
     this.#store.close();
   }

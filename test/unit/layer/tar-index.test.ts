@@ -152,6 +152,57 @@ describe.each(["gzip", "zstd", "none"] as const)("tar index over %s", (kind) => 
   });
 });
 
+describe("index codec", () => {
+  let blob: Buffer;
+  let idx: TarIndex;
+  beforeAll(async () => {
+    blob = gzipSync(tarball);
+    idx = await index(blob, "gzip");
+  });
+
+  it("decompresses a span's window only when the span is read, and a damaged window fails that span alone", async () => {
+    const { bytes } = serializeTarIndex(idx);
+    const medium = files["usr/lib/medium.so"] as Buffer;
+    const at = (idx.entries.find((e) => e.path === "usr/lib/medium.so")?.segments[0] as { at: number }).at;
+    const layer0 = new TarLayerIndex(parseTarIndex(bytes), countingSource(blob));
+    const span = layer0.reader.spanAt(at + 1000);
+    const windowed = idx.spans.map((s, i) => ({ s, i })).filter(({ s }) => s.window);
+    expect(windowed.some(({ i }) => i === span)).toBe(true);
+    // the windows are the index's tail, in span order: damage the one of `span`
+    const zLength = bytes.readUInt32BE(8);
+    let offset = 12 + zLength;
+    const sizes = windowed.map(({ s }) => zstdCompress(s.window as Buffer).length);
+    for (const { i } of windowed) {
+      if (i === span) break;
+      offset += sizes[windowed.findIndex((w) => w.i === i)] as number;
+    }
+    const damaged = Buffer.from(bytes);
+    damaged[offset + 4] = (damaged[offset + 4] as number) ^ 0xff;
+    const parsed = parseTarIndex(damaged); // loads: windows are not looked at yet
+    const layer = new TarLayerIndex(parsed, countingSource(blob));
+    await expect(layer.readFile("usr/lib/medium.so", 1000, 100)).rejects.toThrow(LayerVerificationError);
+    const other = (idx.entries.find((e) => e.path === "usr/bin/big")?.segments[0] as { at: number }).at;
+    if (layer.reader.spanAt(other) !== span) {
+      expect((await layer.readFile("usr/bin/big", 0, 100)).equals((files["usr/bin/big"] as Buffer).subarray(0, 100))).toBe(true);
+    }
+    expect((await layer0.readFile("usr/lib/medium.so", 1000, 100)).equals(medium.subarray(1000, 1100))).toBe(true);
+  });
+
+  it("still reads indexes written by earlier augurs (v2: one zstd frame, raw windows)", async () => {
+    const windows = idx.spans.map((s) => s.window).filter((w): w is Buffer => w !== undefined);
+    const json = Buffer.from(JSON.stringify({
+      ...idx,
+      spans: idx.spans.map((s) => ({ ...s, window: undefined, windowLength: s.window ? s.window.length : -1 })),
+      entries: idx.entries.map((e) => ({ ...e, xattrs: Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [k, v.toString("base64")])) })),
+    }));
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(json.length);
+    const v2 = zstdCompress(Buffer.concat([Buffer.from("AUGURIX2"), length, json, ...windows]));
+    const layer = new TarLayerIndex(parseTarIndex(v2), countingSource(blob));
+    expect((await layer.readFile("usr/lib/medium.so", 1000, 5000)).equals((files["usr/lib/medium.so"] as Buffer).subarray(1000, 6000))).toBe(true);
+  });
+});
+
 describe("tar index entries", () => {
   let layer: TarLayerIndex;
   beforeAll(async () => {
