@@ -29,8 +29,8 @@ const implicitDir = (path: string): EntryAttributes => ({
 
 /**
  * `I` is what the format's entries look like; `contentOf` finds a regular
- * file's content locator in one, so a
- * format's own records need no copying into another shape.
+ * file's content locator in one, so a format's own records need no copying
+ * into another shape.
  */
 export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
   readonly #nodes = new Map<string, Node<T>>();

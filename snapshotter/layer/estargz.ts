@@ -126,7 +126,6 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
 
   /** Chunks that follow the last missing one of `chunks` back to back, within READ_AHEAD_BYTES, up to one already held. */
   #readAhead(chunks: EStargzChunk[]): EStargzChunk[] {
-    if (!this.#speculative) return [];
     const missing = chunks.filter((c) => !this.#held(c));
     const last = missing[missing.length - 1];
     if (!last) return [];

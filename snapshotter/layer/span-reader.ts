@@ -219,7 +219,7 @@ export class SpanReader {
 
   /** Spans after the last of `spans`, back to back, within readAheadBytes of compressed bytes, up to one already held. */
   #following(spans: number[]): number[] {
-    if (spans.length === 0 || !this.#speculative || this.#readAheadBytes <= 0) return [];
+    if (spans.length === 0 || this.#readAheadBytes <= 0) return [];
     const all = this.#index.spans;
     const last = Math.max(...spans);
     const from = (all[last] as IndexSpan).end;

@@ -1,5 +1,6 @@
-// Fetches nobody waits for yet: the bytes after a read miss, and the rest of a
-// file a program has started to read (ELF objects are paged in out of order).
+// Fetches nobody waits for yet: the bytes after a read miss, the rest of a file
+// a program has started to read (ELF objects are paged in out of order), and
+// the other small files of a directory it has started to read from.
 // A start-up reads one file after another, each miss a round trip to the
 // registry with the link mostly idle in between (docs/benchmarks.md: 79
 // sequential requests, the link busy a third of the time), so these run in
@@ -134,7 +135,8 @@ export function adjacentRuns(ids: readonly number[], bounds: (id: number) => { s
   for (const id of ids) {
     const prev = run[run.length - 1];
     const b = bounds(id);
-    const adjacent = prev !== undefined && id === prev + 1 && bounds(prev).end === b.start;
+    // gzip spans share the byte their boundary bit falls in: touching or overlapping is adjacent
+    const adjacent = prev !== undefined && id === prev + 1 && b.start <= bounds(prev).end;
     if (run.length && (!adjacent || b.end - bounds(run[0] as number).start > maxBytes)) {
       runs.push(run);
       run = [];

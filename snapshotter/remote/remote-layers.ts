@@ -77,10 +77,11 @@ export class RemoteLayers {
 
   /**
    * containerd prepares an image's layers one after another, each waiting for
-   * the one before. The image's other layers that open from a TOC or a cached
-   * index are opened now, so their Prepares find them ready: for eStargz that
-   * is two round trips and a TOC parse per layer off the pull's path. Opens
-   * no Prepare claims within MANIFEST_TTL_MS are dropped.
+   * the one before. The image's other eStargz layers are opened now, so their
+   * Prepares find them ready: two round trips and a TOC parse per layer off
+   * the pull's path. (A cached index is not: loading one is CPU on this
+   * thread, which would only delay the Prepare in hand.) Opens no Prepare
+   * claims within MANIFEST_TTL_MS are dropped.
    */
   #openRest(source: LayerSource, image: ResolvedImage): void {
     const now = Date.now();
@@ -96,11 +97,9 @@ export class RemoteLayers {
       } catch {
         continue; // its own Prepare reports why
       }
+      if (!spec.tocDigest) continue;
       const blob = this.#opener.blobOf(spec);
-      const index = this.#opener.formatOf(spec).then((format) => {
-        if (format !== "estargz") throw new Error(`${format} layers are not opened early`);
-        return this.#opener.open(spec, blob);
-      });
+      const index = this.#opener.open(spec, blob);
       const early = { blob, index };
       this.#early.set(desc.digest, early);
       const drop = (): void => {
