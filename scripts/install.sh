@@ -17,6 +17,8 @@ PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static l
 # debootstrap and attr (getfattr) build the benchmark images from Debian packages
 # (scripts/images/debian-image.ts).
 PKGS+=(debootstrap attr)
+# patch applies augur's change to fuse-native's addon source (snapshotter/fuse/native/build.sh).
+PKGS+=(patch)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ import type Fuse from "fuse-native";
 import type { Logger } from "../util/trace.js";
 import { layerStatfs, statOf } from "./entry-stat.js";
 import { Errno, errnoFor } from "./errno.js";
+import { fuseCaller } from "./layer-fuse.js";
 import type { LayerPresentation } from "./layer-presentation.js";
 
 /** One request the kernel made of the layer, for access tracing. */
@@ -16,6 +17,8 @@ export interface LayerAccess {
   path: string;
   offset?: number;
   length?: number;
+  /** The process that made the request, when the FUSE addon can tell (layer-fuse.ts). */
+  pid?: number;
 }
 
 export type AccessObserver = (e: LayerAccess) => void;
@@ -32,7 +35,9 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
   const observe = (e: LayerAccess): void => {
     if (!onAccess) return;
     try {
-      onAccess(e);
+      // the caller is known only during the synchronous part of the handler: right here
+      const pid = fuseCaller();
+      onAccess(pid === undefined ? e : { ...e, pid });
     } catch (err) {
       log.warn("access observer failed", { layer: layer.digest, err: String(err) });
     }
