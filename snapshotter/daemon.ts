@@ -14,7 +14,7 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { mountLayer } from "./fuse/mount-layer.js";
-import { logger } from "./util/trace.js";
+import { logger } from "./util/logging.js";
 
 const log = logger("daemon");
 

@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { rmSync } from "node:fs";
 import { errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 
 const log = logger("api");
 

@@ -2,7 +2,7 @@
 // read from disk, others are fetched (registry, mirror or peer) and, once the
 // layer index has verified them, kept for the next reader.
 import type { BlobSource } from "../layer/layer-index.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
 import type { LayerCache } from "./layer-cache.js";
 

@@ -17,7 +17,7 @@ import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LRUCache } from "lru-cache";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 
 const log = logger("cache");
 const DIGEST = /^sha256:([0-9a-f]{64})$/;

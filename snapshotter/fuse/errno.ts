@@ -5,7 +5,7 @@
 import { constants } from "node:os";
 import { errorMessage, isFailedPrecondition, isNotFound, isUnavailable } from "../errdefs/errors.js";
 import { LayerVerificationError } from "../layer/layer-index.js";
-import type { Logger } from "../util/trace.js";
+import type { Logger } from "../util/logging.js";
 
 /** Negative errnos, as fuse-native answers them. */
 export const Errno = {

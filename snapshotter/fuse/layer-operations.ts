@@ -4,7 +4,7 @@
 // mount is also `ro`, so the kernel normally answers those before asking us).
 import { constants } from "node:fs";
 import type Fuse from "fuse-native";
-import type { Logger } from "../util/trace.js";
+import type { Logger } from "../util/logging.js";
 import { layerStatfs, statOf } from "./entry-stat.js";
 import { Errno, errnoFor } from "./errno.js";
 import { fuseCaller } from "./layer-fuse.js";

@@ -14,7 +14,7 @@ import { resolve } from "node:path";
 import { UnavailableError, errorMessage } from "../errdefs/errors.js";
 import type { LayerView } from "../layer/layer-view.js";
 import { isMountPoint } from "../util/mountinfo.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { LayerFuse } from "./layer-fuse.js";
 import { layerOperations, type AccessObserver } from "./layer-operations.js";
 import { LayerPresentation } from "./layer-presentation.js";

@@ -7,7 +7,7 @@
 // an index is only returned for a blob that matched.
 import { createHash, type Hash } from "node:crypto";
 import { InvalidArgumentError } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { compressionOf, indexingDecoder, type AccessPoint, type Compression } from "./decoders.js";
 import { LayerVerificationError } from "./layer-index.js";
 import { TarScanner, type TarRecord } from "./tar-scanner.js";

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { errorMessage } from "../errdefs/errors.js";
 import { mountsBelow } from "../util/mountinfo.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 
 const log = logger("overlay");
 const run = promisify(execFile);

@@ -18,7 +18,7 @@ import { computeMounts, type MountOptions } from "./mounts.js";
 import { SnapshotLayout } from "./layout.js";
 import { diskUsage } from "./usage.js";
 import { AlreadyExistsError, FailedPreconditionError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import type { RemoteLayers } from "../remote/remote-layers.js";
 import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";

@@ -12,7 +12,7 @@ import type { PbMount } from "../grpc/messages.js";
 import type { Descriptor } from "../registry/manifest.js";
 import { formatReference, type ImageReference } from "../registry/reference.js";
 import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { chainIds } from "./chain-id.js";
 import { uniquePart, type ContainerdClient, type PbDescriptor } from "./containerd-client.js";
 import { childGcLabels, distributionSourceLabel, prepareLabels } from "./pull-labels.js";

@@ -3,7 +3,7 @@
 // for `identitytoken`), caches tokens per host and scope until they expire,
 // and remembers each host's challenge so later scopes skip the 401 round trip.
 import { FailedPreconditionError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import type { CredentialStore, Credentials } from "./credentials.js";
 import type { RegistryEndpoint } from "./hosts.js";
 import { readBody, type HttpTransport, type HttpResponse } from "./http-transport.js";

@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { DOCKER_HUB } from "./reference.js";
 
 const log = logger("registry");

@@ -7,7 +7,7 @@ import { finished } from "node:stream";
 import pLimit, { type LimitFunction } from "p-limit";
 import { Agent, interceptors, request, type Dispatcher } from "undici";
 import { AugurError, FailedPreconditionError, UnavailableError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 
 const log = logger("registry");
 

@@ -4,7 +4,7 @@
 // (mirrors first), credentials from a docker config.json.
 import { pipeline, type Readable } from "node:stream";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { Authorizer, pullScope } from "./authorizer.js";
 import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } from "./blob-range.js";
 import { loadDockerCredentials, type CredentialStore } from "./credentials.js";

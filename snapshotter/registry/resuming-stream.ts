@@ -3,7 +3,7 @@
 // stopped at, a bounded number of times, and the reader never notices.
 import { PassThrough, type Readable } from "node:stream";
 import { errorMessage } from "../errdefs/errors.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { isTransientError } from "./http-transport.js";
 
 const log = logger("registry");

@@ -15,7 +15,7 @@ import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
 import { TarLayerIndex } from "../layer/tar-layer.js";
 import { sharedSpeculativeFetches } from "../layer/speculative-fetches.js";
 import type { RegistryClient } from "../registry/registry-client.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import type { RemoteLayerSpec } from "./remote-layer.js";
 
 const log = logger("remote");

@@ -10,7 +10,7 @@ import type { LayerIndex } from "../layer/layer-index.js";
 import type { LayerView } from "../layer/layer-view.js";
 import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
 import type { LayerSource } from "../source/labels.js";
-import { logger } from "../util/trace.js";
+import { logger } from "../util/logging.js";
 import { DeferredView } from "./deferred-view.js";
 import { LayerOpener, type LayerFormat } from "./layer-opener.js";
 import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
