@@ -1,9 +1,9 @@
 // Logging. One line per event on stderr, `level module: message key=value`.
-// Debug lines for a module appear when AUGUR_TRACE lists it (comma separated,
+// Debug lines for a module appear when AUGUR_DEBUG lists it (comma separated,
 // or `all`), in the spirit of grpc-js's GRPC_TRACE.
 type Fields = Record<string, string | number | boolean | undefined>;
 
-const enabled = new Set((process.env.AUGUR_TRACE ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+const enabled = new Set((process.env.AUGUR_DEBUG ?? "").split(",").map((s) => s.trim()).filter(Boolean));
 
 function format(fields?: Fields): string {
   if (!fields) return "";
