@@ -4,7 +4,7 @@
 // reached, a bug) become EIO with one log line naming the layer and the path.
 import { constants } from "node:os";
 import { errorMessage, isFailedPrecondition, isNotFound, isUnavailable } from "../errdefs/errors.js";
-import { LayerVerificationError } from "../layer/layer-index.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import type { Logger } from "../util/logging.js";
 
 /** Negative errnos, as fuse-native answers them. */

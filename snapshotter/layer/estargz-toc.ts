@@ -5,7 +5,8 @@
 // estargz package (types.go, gzip.go).
 import { gunzipSync } from "node:zlib";
 import { InvalidArgumentError, UnavailableError } from "../errdefs/errors.js";
-import { LayerVerificationError, type BlobSource } from "./layer-index.js";
+import { type BlobSource } from "../fetch/blob-source.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import { TarScanner } from "./tar-scanner.js";
 import { sha256Digest } from "../util/digest.js";
 

@@ -10,7 +10,9 @@ import { LRUCache } from "lru-cache";
 import { FailedPreconditionError, NotFoundError, UnavailableError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex, type EntryInput } from "./entry-tree.js";
 import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
-import { cleanPath, LayerVerificationError, verifiedItem, type BlobSource, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
+import { cleanPath, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
+import { type BlobSource } from "../fetch/blob-source.js";
+import { LayerVerificationError, verifiedItem } from "../fetch/verification.js";
 import { sha256Digest } from "../util/digest.js";
 import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";
 

@@ -2,17 +2,6 @@
 // TOC or a seekable index over a plain tar/tar+gzip/tar+zstd blob): the tar
 // entries as a tree, and verified reads of file bytes fetched by range from
 // the layer blob. After stargz-snapshotter's metadata.Reader.
-import { InternalError } from "../errdefs/errors.js";
-
-/** Range reads of one compressed layer blob (registry, peer, or cache). */
-export interface BlobSource {
-  /** Total blob size in bytes. */
-  readonly size: number;
-  /** Bytes [offset, offset+length) of the blob; may return fewer only at the end. */
-  read(offset: number, length: number): Promise<Buffer>;
-  /** Told of bytes [offset, offset+data.length) once they matched their digest, so they can be kept. */
-  verified?(offset: number, data: Buffer): void;
-}
 
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
@@ -87,25 +76,7 @@ export const isWhiteout = (name: string): boolean => name.startsWith(WHITEOUT_PR
 /** The name a whiteout hides (`.wh.foo` -> `foo`). */
 export const whiteoutTarget = (name: string): string => name.slice(WHITEOUT_PREFIX.length);
 
-/** Bytes of a layer did not match their digest; the layer must not be served (EIO). */
-export class LayerVerificationError extends InternalError {
-  constructor(
-    readonly layerDigest: string,
-    detail: string,
-  ) {
-    super(`layer ${layerDigest}: verification failed: ${detail}`);
-  }
-}
 
-/**
- * Item `k` of a batched fetch whose items are verified one by one: a bad item
- * rejects alone, so bytes read ahead can never spoil a good read.
- */
-export async function verifiedItem(batch: Promise<readonly (Buffer | LayerVerificationError)[]>, k: number): Promise<Buffer> {
-  const item = (await batch)[k] as Buffer | LayerVerificationError;
-  if (item instanceof LayerVerificationError) throw item;
-  return item;
-}
 
 /** A "." or ".." part, an empty part, or a leading or trailing slash: what cleanPath changes. */
 const UNCLEAN_PATH = /(?:^|\/)\.{1,2}(?:\/|$)|\/\/|^\/|\/$/;

@@ -9,7 +9,8 @@
 import { LRUCache } from "lru-cache";
 import { UnavailableError } from "../errdefs/errors.js";
 import { decodeFrom, ZstdCursor } from "./decoders.js";
-import { LayerVerificationError, verifiedItem, type BlobSource } from "./layer-index.js";
+import { type BlobSource } from "../fetch/blob-source.js";
+import { LayerVerificationError, verifiedItem } from "../fetch/verification.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
 import { adjacentRuns, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";

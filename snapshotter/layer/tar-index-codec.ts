@@ -13,7 +13,7 @@
 // so it is parsed only against the digest it was stored or published under.
 import { compress, decompress } from "zstd-napi";
 import { InvalidArgumentError } from "../errdefs/errors.js";
-import { LayerVerificationError } from "./layer-index.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import { TAR_INDEX_VERSION, type IndexSpan, type TarIndex } from "./tar-index.js";
 import type { TarRecord } from "./tar-scanner.js";
 import { sha256Digest as sha256 } from "../util/digest.js";

@@ -9,7 +9,7 @@ import { createHash, type Hash } from "node:crypto";
 import { InvalidArgumentError } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { compressionOf, indexingDecoder, type AccessPoint, type Compression } from "./decoders.js";
-import { LayerVerificationError } from "./layer-index.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import { TarScanner, type TarRecord } from "./tar-scanner.js";
 
 const log = logger("layer");

@@ -4,7 +4,8 @@
 // holes as zeros without fetching anything.
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex } from "./entry-tree.js";
-import type { BlobSource, FileChunk, LayerEntry, LayerIndex } from "./layer-index.js";
+import type { FileChunk, LayerEntry, LayerIndex } from "./layer-index.js";
+import type { BlobSource } from "../fetch/blob-source.js";
 import { SpanReader, type AheadRanges, type SpanReaderOptions } from "./span-reader.js";
 import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES } from "./speculative-fetches.js";
 import type { TarIndex } from "./tar-index.js";

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { parseReference } from "../registry/reference.js";
 import { RegistryClient } from "../registry/registry-client.js";
-import { ContainerdClient, DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from "./containerd-client.js";
+import { ContainerdClient, DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from "../containerd/containerd-client.js";
 import { PullProgress, type ProgressMode } from "./progress.js";
 import { Puller, type PullResult } from "./puller.js";
 

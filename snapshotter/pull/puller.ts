@@ -14,7 +14,7 @@ import { formatReference, type ImageReference } from "../registry/reference.js";
 import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
 import { logger } from "../util/logging.js";
 import { chainIds } from "./chain-id.js";
-import { uniquePart, type ContainerdClient, type PbDescriptor } from "./containerd-client.js";
+import { uniquePart, type ContainerdClient, type PbDescriptor } from "../containerd/containerd-client.js";
 import { childGcLabels, distributionSourceLabel, prepareLabels } from "./pull-labels.js";
 import type { PullProgress, PullSummary } from "./progress.js";
 

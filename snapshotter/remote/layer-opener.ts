@@ -5,7 +5,7 @@
 //  - plain layer met for the first time: stream the blob once into the cache
 //    while building its index, then serve it from the cache.
 import { createReadStream } from "node:fs";
-import { CachedBlob } from "../cache/cached-blob.js";
+import { CachedBlob } from "../fetch/cached-blob.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";

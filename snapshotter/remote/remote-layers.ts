@@ -2,7 +2,7 @@
 // at a snapshot's `fs` directory. The overlay snapshotter asks this module to
 // describe a layer from Prepare's labels, mount it, and unmount it again.
 import pLimit from "p-limit";
-import type { CachedBlob } from "../cache/cached-blob.js";
+import type { CachedBlob } from "../fetch/cached-blob.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";

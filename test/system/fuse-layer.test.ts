@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { layerTar, type LayerEntry as TarEntry } from "../../scripts/images/oci-image.js";
 import { mountLayer, unmountStale, type MountedLayer, type MountLayerOptions } from "../../snapshotter/fuse/mount-layer.js";
 import { isMountPoint } from "../../snapshotter/util/mountinfo.js";
-import type { BlobSource } from "../../snapshotter/layer/layer-index.js";
+import type { BlobSource } from "../../snapshotter/fetch/blob-source.js";
 import { viewOf, type LayerView } from "../../snapshotter/layer/layer-view.js";
 import { buildTarIndex } from "../../snapshotter/layer/tar-index.js";
 import { TarLayerIndex } from "../../snapshotter/layer/tar-layer.js";

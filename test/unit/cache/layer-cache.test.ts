@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { LayerCache } from "../../../snapshotter/cache/layer-cache.js";
-import { CachedBlob } from "../../../snapshotter/cache/cached-blob.js";
+import { CachedBlob } from "../../../snapshotter/fetch/cached-blob.js";
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));

@@ -9,7 +9,7 @@ import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js"
 import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
 import { EStargzLayerIndex } from "../../../snapshotter/layer/estargz.js";
 import { FOOTER_SIZE, parseFooter } from "../../../snapshotter/layer/estargz-toc.js";
-import { LayerVerificationError } from "../../../snapshotter/layer/layer-index.js";
+import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
 import { buildTarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import { chunks, countingSource, joinTars, noise, rawTar, sha256 } from "./helpers.js";

@@ -3,7 +3,7 @@
 // not write (xattrs, devices, fifos).
 import { createHash } from "node:crypto";
 import * as tar from "tar-stream";
-import type { BlobSource } from "../../../snapshotter/layer/layer-index.js";
+import type { BlobSource } from "../../../snapshotter/fetch/blob-source.js";
 
 export const sha256 = (b: Buffer): string => "sha256:" + createHash("sha256").update(b).digest("hex");
 

@@ -6,7 +6,7 @@ import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-ind
 import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
 import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
-import { LayerVerificationError } from "../../../snapshotter/layer/layer-index.js";
+import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
 import { isNotFound } from "../../../snapshotter/errdefs/errors.js";
 import { chunks, countingSource, joinTars, noise, rawTar, sha256 } from "./helpers.js";
 

@@ -1,4 +1,4 @@
-// A containerd API client for `augur pull`: the content, images, leases,
+// A containerd API client (augur pull, workload signatures): the content, images, leases,
 // snapshots and diff services over containerd's socket, the way containerd's
 // Go client calls them. Every call carries `containerd-namespace` and, once a
 // lease is taken, `containerd-lease`, so what the pull writes is protected from

@@ -1,14 +1,12 @@
 // A layer blob read through the node-local cache: ranges the cache holds are
 // read from disk, others are fetched (registry, mirror or peer) and, once the
 // layer index has verified them, kept for the next reader.
-import type { BlobSource } from "../layer/layer-index.js";
+import type { BlobSource, RangeFetcher } from "./blob-source.js";
 import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
-import type { LayerCache } from "./layer-cache.js";
+import type { LayerCache } from "../cache/layer-cache.js";
 
-const log = logger("cache");
-
-export type RangeFetcher = (offset: number, length: number) => Promise<Buffer>;
+const log = logger("fetch");
 
 export class CachedBlob implements BlobSource {
   /** Compressed bytes fetched from outside the cache. */
