@@ -14,6 +14,10 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { mountLayer } from "./fuse/mount-layer.js";
+import { procRootUpper } from "./trace/attribution.js";
+import { TraceStore, traceDir } from "./trace/trace-store.js";
+import { Tracer } from "./trace/tracer.js";
+import { WorkloadSource, containerIdOf } from "./trace/workload-source.js";
 import { logger } from "./util/logging.js";
 
 const log = logger("daemon");
@@ -25,6 +29,9 @@ export class Daemon {
     private readonly server: grpc.Server,
     private readonly api: HttpApi,
     readonly cache: LayerCache | undefined,
+    private readonly tracer: Tracer | undefined,
+    private readonly traces: TraceStore | undefined,
+    private readonly workloads: WorkloadSource,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
@@ -32,14 +39,33 @@ export class Daemon {
     claimRoot(config.root);
     await claimSocket(config.socket);
     const cache = config.lazy ? new LayerCache(config.cacheDir, config.cacheSize) : undefined;
+    const workloads = new WorkloadSource(config.containerdAddress);
+    const traces = config.trace && cache ? new TraceStore({ dir: traceDir(config.root), maxBytes: config.traceSize }) : undefined;
+    // The snapshotter answers which container an upper directory belongs to; it is opened below.
+    const opened: { snapshotter?: OverlaySnapshotter } = {};
+    const tracer = traces
+      ? new Tracer({
+          store: traces,
+          rootUpperOf: procRootUpper(),
+          workloads,
+          containerOf: (upper) => {
+            const s = opened.snapshotter?.activeByUpper(upper);
+            return s && { namespace: s.namespace, container: containerIdOf(s.namespace, s.key), snapshot: s.id, layers: s.lazyLayers };
+          },
+        })
+      : undefined;
     const remote = cache
       ? new RemoteLayers({
           registry: new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) }),
           cache,
-          mount: (dir, view) => mountLayer(dir, view),
+          mount: (dir, view) => mountLayer(dir, view, tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
         })
       : undefined;
-    const snapshotter = await OverlaySnapshotter.open(config.root, { remote, nativeCopy: config.nativeCopy });
+    const snapshotter = await OverlaySnapshotter.open(config.root, {
+      remote, nativeCopy: config.nativeCopy, onRemove: (r) => tracer?.containerRemoved(r.namespace, containerIdOf(r.namespace, r.key), r.id),
+    });
+    opened.snapshotter = snapshotter;
+    traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
     const metrics = new Metrics(snapshotter);
 
     const server = new grpc.Server();
@@ -69,7 +95,7 @@ export class Daemon {
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api, cache);
+    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
@@ -83,6 +109,8 @@ export class Daemon {
     });
     await this.api.close();
     await this.snapshotter.close();
+    this.tracer?.close();
+    this.workloads.close();
     rmSync(this.config.socket, { force: true });
     rmSync(pidFile(this.config.root), { force: true });
     log.info("stopped", { socket: this.config.socket });

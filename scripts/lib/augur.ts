@@ -26,7 +26,10 @@ export async function startAugur(dir: string, opts: { root?: string; socket?: st
   if (!existsSync(AUGUR_BIN)) throw new Error(`${AUGUR_BIN} is missing: run 'npm run build' first`);
   const root = opts.root ?? join(dir, "augur-root");
   const socket = opts.socket ?? join(dir, "augur.sock");
-  const proc = startProcess(process.execPath, [AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...(opts.extraArgs ?? [])], join(dir, opts.logName ?? "augur.log"));
+  const extra = opts.extraArgs ?? [];
+  // startContainerd(dir) serves containerd's API here: augur asks it what containers run.
+  const containerd = extra.includes("--containerd-address") ? [] : ["--containerd-address", join(dir, "containerd.sock")];
+  const proc = startProcess(process.execPath, [AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...containerd, ...extra], join(dir, opts.logName ?? "augur.log"));
   await waitFor("augur to serve", () => canConnect(socket), 20_000, proc);
   return { root, socket, apiSocket: join(root, "api.sock"), proc, stop: (signal) => proc.stop(signal) };
 }

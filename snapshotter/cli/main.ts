@@ -7,6 +7,7 @@ import { loadConfig } from "../config/config.js";
 import { Daemon } from "../daemon.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { PULL_USAGE, pullCommand } from "../pull/pull-command.js";
+import { TRACE_USAGE, traceCommand } from "../trace/trace-command.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -25,7 +26,11 @@ Usage:
       --no-lazy       never serve layers lazily; containerd unpacks every layer
       --no-native-copy  keep serving completely cached layers through FUSE
                       (default: unpack them and give new containers that copy)
-${PULL_USAGE}  augur version
+      --containerd-address PATH  containerd's socket, asked what each container
+                      runs (default /run/containerd/containerd.sock)
+      --trace-size N  bytes the access traces may take (default 256MiB)
+      --no-trace      do not record access traces
+${PULL_USAGE}${TRACE_USAGE}  augur version
   augur help
 `;
 
@@ -48,6 +53,9 @@ async function serve(argv: string[]): Promise<void> {
       "docker-config": { type: "string" },
       "no-lazy": { type: "boolean" },
       "no-native-copy": { type: "boolean" },
+      "containerd-address": { type: "string" },
+      "trace-size": { type: "string" },
+      "no-trace": { type: "boolean" },
     },
     strict: true,
   });
@@ -56,6 +64,7 @@ async function serve(argv: string[]): Promise<void> {
       root: values.root, socket: values.socket, api: values.api, hostsDir: values["hosts-dir"], cacheDir: values["cache-dir"],
       cacheSize: values["cache-size"], dockerConfig: values["docker-config"], lazy: values["no-lazy"] ? false : undefined,
       nativeCopy: values["no-native-copy"] ? false : undefined,
+      containerdAddress: values["containerd-address"], traceSize: values["trace-size"], trace: values["no-trace"] ? false : undefined,
     },
     values.config,
   );
@@ -91,6 +100,8 @@ async function main(argv: string[]): Promise<void> {
     case "pull":
       await pullCommand(rest);
       return;
+    case "trace":
+      return traceCommand(rest);
     case "version":
     case "--version":
       process.stdout.write(`augur ${version()}\n`);

@@ -28,6 +28,12 @@ export interface ServeConfig {
   nativeCopy: boolean;
   /** docker config.json with registry credentials; default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
   dockerConfig: string | undefined;
+  /** Record each container's accesses to lazily served layers (access traces). */
+  trace: boolean;
+  /** Bytes the access traces under <root>/traces may take together. */
+  traceSize: number;
+  /** containerd's socket, asked what each container runs (its workload signature). */
+  containerdAddress: string;
 }
 
 export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends number ? string | number : ServeConfig[K] };
@@ -35,6 +41,8 @@ export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends num
 export const DEFAULT_ROOT = "/var/lib/augur";
 export const DEFAULT_SOCKET = "/run/augur/augur.sock";
 export const DEFAULT_CACHE_SIZE = 20 * 1024 ** 3;
+export const DEFAULT_TRACE_SIZE = 256 * 1024 ** 2;
+export const DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock";
 
 /** TOML key -> setting, and what kind of value it takes. */
 const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" }> = {
@@ -47,12 +55,16 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   cache_dir: { key: "cacheDir", type: "string" },
   cache_size: { key: "cacheSize", type: "size" },
   docker_config: { key: "dockerConfig", type: "string" },
+  trace: { key: "trace", type: "boolean" },
+  trace_size: { key: "traceSize", type: "size" },
+  containerd_address: { key: "containerdAddress", type: "string" },
 };
 
 export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
   const file = configFile ? readConfigFile(configFile) : {};
   const root = flags.root ?? file.root ?? DEFAULT_ROOT;
   const size = flags.cacheSize ?? file.cacheSize;
+  const traceSize = flags.traceSize ?? file.traceSize;
   return {
     root,
     socket: flags.socket ?? file.socket ?? DEFAULT_SOCKET,
@@ -63,6 +75,9 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     cacheDir: flags.cacheDir ?? file.cacheDir ?? join(root, "cache"),
     cacheSize: size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size"),
     dockerConfig: flags.dockerConfig ?? file.dockerConfig,
+    trace: flags.trace ?? file.trace ?? true,
+    traceSize: traceSize === undefined ? DEFAULT_TRACE_SIZE : parseSize(traceSize, "trace size"),
+    containerdAddress: flags.containerdAddress ?? file.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS,
   };
 }
 

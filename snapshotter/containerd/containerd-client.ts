@@ -31,6 +31,16 @@ export interface ContentInfo {
   labels: Record<string, string>;
 }
 
+/** What a container runs, from containerd's container record and its OCI runtime spec. */
+export interface ContainerRecord {
+  id: string;
+  image: string;
+  snapshotter: string;
+  snapshotKey: string;
+  labels: Record<string, string>;
+  process: { args: string[]; cwd: string; env: string[] };
+}
+
 export interface PbImage {
   name: string;
   labels: Record<string, string>;
@@ -47,6 +57,7 @@ const SERVICES = {
   leases: "containerd.services.leases.v1.Leases",
   snapshots: "containerd.services.snapshots.v1.Snapshots",
   diff: "containerd.services.diff.v1.Diff",
+  containers: "containerd.services.containers.v1.Containers",
 } as const;
 type ServiceName = keyof typeof SERVICES;
 
@@ -226,6 +237,51 @@ export class ContainerdClient {
         // Removed between Create and Update: create it again.
         if (!(err instanceof NotFoundError) || attempt > 2) throw err;
       }
+    }
+  }
+
+  // ---- containers and images ----
+
+  /** The container record with its process (from the runtime spec), or undefined if containerd has none. */
+  async container(id: string): Promise<ContainerRecord | undefined> {
+    interface PbContainer {
+      id: string;
+      image: string;
+      snapshotter: string;
+      snapshot_key: string;
+      labels: Record<string, string>;
+      spec: { type_url: string; value: Buffer } | null;
+    }
+    let res: { container: PbContainer };
+    try {
+      res = await this.#unary<{ container: PbContainer }>("containers", "Get", { id }, `container ${id}`);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    const c = res.container;
+    // containerd stores the OCI runtime spec as JSON in an Any (typeurl)
+    let process: { args?: unknown; cwd?: unknown; env?: unknown } = {};
+    try {
+      const spec = c.spec?.value?.length ? (JSON.parse(c.spec.value.toString("utf8")) as { process?: typeof process }) : {};
+      process = spec.process ?? {};
+    } catch {
+      // a spec that is not JSON: nothing known of the process
+    }
+    const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+    return {
+      id: c.id, image: c.image, snapshotter: c.snapshotter, snapshotKey: c.snapshot_key, labels: c.labels,
+      process: { args: strings(process.args), cwd: typeof process.cwd === "string" ? process.cwd : "", env: strings(process.env) },
+    };
+  }
+
+  /** The image record, or undefined if containerd has none by that name. */
+  async image(name: string): Promise<PbImage | undefined> {
+    try {
+      return (await this.#unary<{ image: PbImage }>("images", "Get", { name }, `image ${name}`)).image;
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
     }
   }
 

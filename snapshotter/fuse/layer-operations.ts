@@ -17,8 +17,12 @@ export interface LayerAccess {
   path: string;
   offset?: number;
   length?: number;
+  /** Opens: the file's size. */
+  size?: number;
   /** The process that made the request, when the FUSE addon can tell (layer-fuse.ts). */
   pid?: number;
+  /** When the kernel asked (performance.now()). */
+  at: number;
 }
 
 export type AccessObserver = (e: LayerAccess) => void;
@@ -32,15 +36,24 @@ const layerPath = (fusePath: string): string => fusePath.replace(/^\/+/, "");
 const parentOf = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf("/")));
 
 export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?: AccessObserver): Fuse.Operations {
-  const observe = (e: LayerAccess): void => {
+  /**
+   * Tells the observer of a request. The caller's pid is only known during
+   * the synchronous part of a handler, so it is taken here, first thing;
+   * `size` (opens) may be worked out after the kernel has its answer.
+   */
+  const observe = (e: Omit<LayerAccess, "at" | "pid">, size?: () => Promise<number | undefined>): void => {
     if (!onAccess) return;
-    try {
-      // the caller is known only during the synchronous part of the handler: right here
-      const pid = fuseCaller();
-      onAccess(pid === undefined ? e : { ...e, pid });
-    } catch (err) {
-      log.warn("access observer failed", { layer: layer.digest, err: String(err) });
-    }
+    const pid = fuseCaller();
+    const at = performance.now();
+    const emit = (n: number | undefined): void => {
+      try {
+        onAccess({ ...e, at, ...(pid === undefined ? {} : { pid }), ...(n === undefined ? {} : { size: n }) });
+      } catch (err) {
+        log.warn("access observer failed", { layer: layer.digest, err: String(err) });
+      }
+    };
+    if (size) size().then(emit, () => emit(undefined));
+    else emit(undefined);
   };
   /** Runs `work`; anything it throws becomes the errno answered through `fail`. */
   const guard = (op: string, fusePath: string, fail: (errno: number) => void, work: () => Promise<void>): void => {
@@ -89,7 +102,8 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
     open: (fusePath, flags, cb) =>
       guard("open", fusePath, cb, async () => {
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) return cb(Errno.EROFS);
-        observe({ op: "open", path: layerPath(fusePath) });
+        const path = layerPath(fusePath);
+        observe({ op: "open", path }, async () => (await layer.resolve(path))?.entry.size);
         cb(0, 0); // reads go by path: no per-open state
       }),
 

@@ -36,6 +36,17 @@ export interface OverlaySnapshotterOptions {
   remote?: RemoteLayers;
   /** Unpack a lazily served layer once its whole blob is cached, and give new mounts that copy. Default true. */
   nativeCopy?: boolean;
+  /** Told when a snapshot is removed, e.g. to end a container's access trace. */
+  onRemove?: (removed: { namespace: string; key: string; id: number }) => void;
+}
+
+/** An active snapshot as a container's root filesystem. */
+export interface ActiveSnapshot {
+  namespace: string;
+  key: string;
+  id: number;
+  /** Digests of the lazily served layers below it, bottom first. */
+  lazyLayers: string[];
 }
 
 export class OverlaySnapshotter implements Snapshotter {
@@ -45,6 +56,7 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #mountOptions: MountOptions;
   readonly #remote: RemoteLayers | undefined;
   readonly #nativeCopy: boolean;
+  readonly #onRemove: OverlaySnapshotterOptions["onRemove"];
   /** Snapshot ids whose native copy is complete. */
   readonly #native = new Set<number>();
   /** Unpacking competes with starting containers for disk and CPU: one at a time. */
@@ -56,6 +68,7 @@ export class OverlaySnapshotter implements Snapshotter {
   private constructor(root: string, opts: OverlaySnapshotterOptions) {
     this.#remote = opts.remote;
     this.#nativeCopy = opts.nativeCopy ?? true;
+    this.#onRemove = opts.onRemove;
     this.layout = new SnapshotLayout(root);
     mkdirSync(this.layout.snapshotsDir, { recursive: true, mode: 0o700 });
     this.#store = new MetaStore(this.layout.metadataFile);
@@ -94,6 +107,32 @@ export class OverlaySnapshotter implements Snapshotter {
         log.error("could not mount lazily served layer again; containers using it will fail", { id, error: errorMessage(err) });
       }
     }
+  }
+
+  /**
+   * The active snapshot whose upper directory is `upperdir` (a container's
+   * root filesystem, as its mount namespace shows it), or undefined.
+   */
+  activeByUpper(upperdir: string): ActiveSnapshot | undefined {
+    const m = /^(.*)\/(\d+)\/fs$/.exec(upperdir);
+    if (!m || m[1] !== this.layout.snapshotsDir) return undefined;
+    const rec = this.#store.read(() => this.#table.byId(Number(m[2])));
+    if (!rec || rec.info.kind !== "active") return undefined;
+    const lazyLayers: string[] = [];
+    for (const pid of [...rec.parentIds].reverse()) {
+      try {
+        lazyLayers.push(parseSpec(readFileSync(join(this.layout.dir(pid), REMOTE_SPEC_FILE), "utf8"), "remote.json").layerDigest);
+      } catch {
+        // unpacked by containerd: not served lazily, not traced
+      }
+    }
+    return { namespace: rec.namespace, key: rec.info.name, id: rec.id, lazyLayers };
+  }
+
+  /** Whether snapshot directory `id` is still an active snapshot of `namespace`. */
+  isActive(namespace: string, id: number): boolean {
+    const rec = this.#store.read(() => this.#table.byId(id));
+    return rec !== undefined && rec.info.kind === "active" && rec.namespace === namespace;
   }
 
   async stat(scope: Scope, key: string): Promise<Info> {
@@ -235,11 +274,13 @@ export class OverlaySnapshotter implements Snapshotter {
 
   async remove(scope: Scope, key: string): Promise<void> {
     let moved: { from: string; to: string } | undefined;
+    let removed: { namespace: string; key: string; id: number } | undefined;
     try {
       const existing = this.#store.read(() => this.#table.get(scope, key));
       await this.#remote?.unmount(this.layout.fs(existing.id));
       this.#store.write(() => {
         const rec = this.#table.remove(scope, key);
+        removed = { namespace: rec.namespace, key: rec.info.name, id: rec.id };
         const from = this.layout.dir(rec.id);
         const to = join(this.layout.snapshotsDir, `rm-${rec.id}`);
         if (existsSync(from)) {
@@ -252,6 +293,7 @@ export class OverlaySnapshotter implements Snapshotter {
       if (moved && existsSync(moved.to)) renameSync(moved.to, moved.from);
       throw err;
     }
+    if (removed) this.#onRemove?.(removed);
     if (moved) await removeTree(moved.to);
   }
 

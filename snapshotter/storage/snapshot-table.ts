@@ -151,6 +151,12 @@ export class SnapshotTable {
     return rows.map((r) => this.record(r, false));
   }
 
+  /** The snapshot whose directory is `id`, or undefined. */
+  byId(id: number): SnapshotRecord | undefined {
+    const row = this.#byId.get(id);
+    return row ? this.record(row) : undefined;
+  }
+
   /** Every directory id in use, for cleanup. */
   ids(): Set<number> {
     return new Set(this.#ids.all().map((r) => r.id));

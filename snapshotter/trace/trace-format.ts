@@ -37,6 +37,8 @@ export interface TraceHeader {
   /** containerd namespace and snapshot key of the container's root filesystem (its container ID for ctr, nerdctl and CRI). */
   namespace: string;
   container: string;
+  /** augur's id of that active snapshot: each run of a container ID gets a new one. */
+  snapshot: number;
   /** Wall-clock start, ms since the epoch. */
   started: number;
   /** Digests of the lazily served layers below the container, bottom first. */
@@ -80,7 +82,7 @@ function checkAccess(v: Record<string, unknown>): AccessRecord | undefined {
 }
 
 function checkHeader(v: Record<string, unknown>): TraceHeader | undefined {
-  const ok = isNum(v.version) && isStr(v.id) && isStr(v.namespace) && isStr(v.container) && isNum(v.started)
+  const ok = isNum(v.version) && isStr(v.id) && isStr(v.namespace) && isStr(v.container) && isNum(v.snapshot) && isNum(v.started)
     && Array.isArray(v.layers) && v.layers.every(isStr);
   return ok ? (v as unknown as TraceHeader) : undefined;
 }
