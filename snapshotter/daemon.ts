@@ -14,6 +14,7 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { mountLayer } from "./fuse/mount-layer.js";
+import { FetchScheduler } from "./prefetch/scheduler.js";
 import { procRootUpper } from "./trace/attribution.js";
 import { TraceStore, traceDir } from "./trace/trace-store.js";
 import { Tracer } from "./trace/tracer.js";
@@ -40,6 +41,7 @@ export class Daemon {
     await claimSocket(config.socket);
     const cache = config.lazy ? new LayerCache(config.cacheDir, config.cacheSize) : undefined;
     const workloads = new WorkloadSource(config.containerdAddress);
+    const scheduler = new FetchScheduler();
     const traces = config.trace && cache ? new TraceStore({ dir: traceDir(config.root), maxBytes: config.traceSize }) : undefined;
     // The snapshotter answers which container an upper directory belongs to; it is opened below.
     const opened: { snapshotter?: OverlaySnapshotter } = {};
@@ -58,6 +60,7 @@ export class Daemon {
       ? new RemoteLayers({
           registry: new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) }),
           cache,
+          queue: scheduler,
           mount: (dir, view) => mountLayer(dir, view, tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
         })
       : undefined;

@@ -1,20 +1,21 @@
 // LayerIndex over an eStargz blob: the tree comes from the TOC, and a read
-// fetches only the gzip members of the chunks it covers (adjacent chunks in
-// one Range read), decompresses each and checks it against its chunkDigest
-// before any byte is returned. The `.prefetch.landmark` entry marks the end of
+// fetches only the gzip members of the chunks it covers, through the unit
+// fetcher (adjacent chunks in one Range read); each is decompressed and
+// checked against its chunkDigest before any byte is returned. The `.prefetch.landmark` entry marks the end of
 // the files the image builder prioritised; `.no.prefetch.landmark` says there
 // are none. Landmarks are reported in `prefetch`, not shown as files (as
 // stargz-snapshotter hides them).
 import { gunzipSync } from "node:zlib";
-import { LRUCache } from "lru-cache";
-import { FailedPreconditionError, NotFoundError, UnavailableError } from "../errdefs/errors.js";
+import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex, type EntryInput } from "./entry-tree.js";
 import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
 import { cleanPath, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
-import { type BlobSource } from "../fetch/blob-source.js";
-import { LayerVerificationError, verifiedItem } from "../fetch/verification.js";
+import type { BlobSource } from "../fetch/blob-source.js";
+import { DEMAND_ONLY, type FetchQueue } from "../fetch/fetch-queue.js";
+import { UnitFetcher } from "../fetch/unit-fetcher.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import { sha256Digest } from "../util/digest.js";
-import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";
+import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES } from "./speculative-fetches.js";
 
 export const PREFETCH_LANDMARK = ".prefetch.landmark";
 export const NO_PREFETCH_LANDMARK = ".no.prefetch.landmark";
@@ -27,6 +28,8 @@ export interface EStargzChunk {
   gzEnd: number;
   inner: number;
   digest: string | undefined;
+  /** Its unit number for the fetcher: the chunk's place in blob order. */
+  unit: number;
 }
 
 export interface PrefetchInfo {
@@ -44,36 +47,48 @@ const TYPES: Record<string, EntryType> = {
 export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements LayerIndex {
   readonly tocDigest: string;
   readonly prefetch: PrefetchInfo;
-  /** Compressed bytes requested from the blob for file reads. */
-  fetchedBytes = 0;
-  readonly #blob: BlobSource;
-  // Small: the kernel's page cache keeps what FUSE served; this holds read-ahead until it is asked for.
-  readonly #cache = new LRUCache<string, Buffer>({ maxSize: 32 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
-  readonly #inflight = new Map<string, Promise<Buffer>>();
-  /** Every chunk with a digest, in blob order, for read-ahead. */
-  readonly #byOffset: EStargzChunk[];
-  readonly #speculative: SpeculativeFetches | undefined;
+  /** Every chunk in blob order: the fetcher's units. */
+  readonly #units: EStargzChunk[];
+  readonly #fetcher: UnitFetcher<Buffer>;
+  readonly #speculative: boolean;
 
-  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc, speculative: SpeculativeFetches | undefined) {
+  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc, queue: FetchQueue | undefined) {
     const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
     super(digest, new EntryTree(inputs, (i) => i.content));
     this.tocDigest = loaded.tocDigest;
-    this.#blob = blob;
     this.prefetch = prefetch;
-    this.#speculative = speculative;
-    this.#byOffset = inputs
-      .flatMap((i) => i.content ?? [])
-      .filter((c) => c.digest !== undefined)
-      .sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
+    this.#speculative = queue !== undefined;
+    this.#units = inputs.flatMap((i) => i.content ?? []).sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
+    this.#units.forEach((c, i) => (c.unit = i));
+    const units = this.#units;
+    this.#fetcher = new UnitFetcher<Buffer>(
+      {
+        digest,
+        bounds: (i) => {
+          const c = units[i] as EStargzChunk;
+          return { start: c.gzStart, end: c.gzEnd };
+        },
+        verify: (i, member) => this.#verify(units[i] as EStargzChunk, member),
+        // chunks sharing a gzip member keep it once
+        cacheable: (i) => (units[i] as EStargzChunk).inner === 0,
+      },
+      blob,
+      queue ?? DEMAND_ONLY,
+    );
   }
 
   /**
    * Opens an eStargz layer; `tocDigest` is the layer's toc.digest annotation
-   * when the manifest has one. With `speculative`, reads fetch ahead beside
-   * themselves (speculative-fetches.ts).
+   * when the manifest has one. With `queue` (prefetch/scheduler.ts), reads
+   * fetch ahead beside themselves.
    */
-  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string; speculative?: SpeculativeFetches }): Promise<EStargzLayerIndex> {
-    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.speculative);
+  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string; queue?: FetchQueue }): Promise<EStargzLayerIndex> {
+    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.queue);
+  }
+
+  /** Compressed bytes requested from the blob for file reads. */
+  get fetchedBytes(): number {
+    return this.#fetcher.fetchedBytes;
   }
 
   chunkFor(path: string, offset: number): FileChunk | undefined {
@@ -91,8 +106,8 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     if (end <= offset) return Buffer.alloc(0);
     const chunks = (file.content ?? []).filter((c) => c.offset < end && c.offset + c.size > offset);
     const ahead = this.#speculative ? [...this.#readAhead(chunks), ...this.#ahead(path)] : []; // before the read's own fetches make its chunks look held
-    const wanted = this.#chunks(chunks);
-    this.#speculate(ahead);
+    const wanted = this.#fetcher.get(chunks.map((c) => c.unit));
+    this.#speculate(ahead); // once the read's own fetches have started
     const datas = await Promise.all(wanted);
     const out = Buffer.alloc(end - offset);
     chunks.forEach((c, i) => {
@@ -111,7 +126,7 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
       let left = maxBytes;
       const out: EStargzChunk[] = [];
       for (const c of chunks) {
-        if (this.#held(c)) continue;
+        if (this.#fetcher.held(c.unit)) continue;
         left -= c.gzEnd - c.gzStart;
         if (left < 0) break;
         out.push(c);
@@ -122,27 +137,17 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     return [...(rest ? within(chunksOf(path), FILE_AHEAD_BYTES) : []), ...within(siblings.flatMap(chunksOf), DIR_AHEAD_BYTES)];
   }
 
-  #held(c: EStargzChunk): boolean {
-    return this.#cache.has(chunkKey(c)) || this.#inflight.has(chunkKey(c));
-  }
-
   /** Chunks that follow the last missing one of `chunks` back to back, within READ_AHEAD_BYTES, up to one already held. */
   #readAhead(chunks: EStargzChunk[]): EStargzChunk[] {
-    const missing = chunks.filter((c) => !this.#held(c));
+    const missing = chunks.filter((c) => !this.#fetcher.held(c.unit));
     const last = missing[missing.length - 1];
     if (!last) return [];
-    let lo = 0;
-    let hi = this.#byOffset.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((this.#byOffset[mid] as EStargzChunk).gzStart <= last.gzStart) lo = mid + 1;
-      else hi = mid;
-    }
     const out: EStargzChunk[] = [];
     let end = last.gzEnd;
-    for (let i = lo; i < this.#byOffset.length; i++) {
-      const c = this.#byOffset[i] as EStargzChunk;
-      if (c.gzStart !== end || c.gzEnd - last.gzEnd > READ_AHEAD_BYTES || this.#held(c)) break;
+    for (let i = last.unit + 1; i < this.#units.length; i++) {
+      const c = this.#units[i] as EStargzChunk;
+      if (c.gzStart === last.gzStart) continue; // another chunk of the same gzip member
+      if (c.gzStart !== end || c.gzEnd - last.gzEnd > READ_AHEAD_BYTES || this.#fetcher.held(c.unit)) break;
       out.push(c);
       end = c.gzEnd;
     }
@@ -151,79 +156,8 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
 
   /** Queues speculative fetches of `chunks` (most useful first) as one batch; each request checks again when it starts. */
   #speculate(chunks: EStargzChunk[]): void {
-    const queue = this.#speculative;
-    if (!queue || chunks.length === 0) return;
-    const order = [...new Set(chunks)];
-    const byStart = [...order].sort((a, b) => a.gzStart - b.gzStart || a.inner - b.inner);
-    const id = new Map(byStart.map((c, i) => [c, i]));
-    const bounds = (i: number): { start: number; end: number } => {
-      const c = byStart[i] as EStargzChunk;
-      return { start: c.gzStart, end: c.gzEnd };
-    };
-    queue.add(
-      speculativeRequests(order.map((c) => id.get(c) as number), bounds, SPECULATIVE_REQUEST_BYTES).map((run) => async () => {
-        await Promise.allSettled(this.#chunks(run.map((i) => byStart[i] as EStargzChunk).filter((c) => !this.#held(c))));
-      }),
-    );
-  }
-
-  /** Verified chunk data: cached, in flight, or fetched with neighbours in one read. */
-  #chunks(chunks: EStargzChunk[]): Promise<Buffer>[] {
-    const result: Promise<Buffer>[] = [];
-    let run: number[] = [];
-    const flush = (): void => {
-      if (run.length === 0) return;
-      const ids = run;
-      run = [];
-      const fetched = this.#fetch(ids.map((i) => chunks[i] as EStargzChunk));
-      ids.forEach((id, k) => {
-        const key = chunkKey(chunks[id] as EStargzChunk);
-        const p = verifiedItem(fetched, k).finally(() => this.#inflight.delete(key));
-        p.catch(() => undefined); // read-ahead nobody awaits; a reader that does reports it
-        this.#inflight.set(key, p);
-        result[id] = p;
-      });
-    };
-    chunks.forEach((c, i) => {
-      const key = chunkKey(c);
-      const ready = this.#cache.get(key) ?? this.#inflight.get(key);
-      if (ready) {
-        flush();
-        result[i] = Promise.resolve(ready);
-        return;
-      }
-      const prev = run.length ? chunks[run[run.length - 1] as number] : undefined;
-      if (prev && prev.gzEnd !== c.gzStart) flush();
-      run.push(i);
-    });
-    flush();
-    return result;
-  }
-
-  /** Chunks in one read; a chunk that fails its digest fails alone (read-ahead must not spoil a good read). */
-  async #fetch(chunks: EStargzChunk[]): Promise<(Buffer | LayerVerificationError)[]> {
-    const start = (chunks[0] as EStargzChunk).gzStart;
-    const end = (chunks[chunks.length - 1] as EStargzChunk).gzEnd;
-    let data: Buffer;
-    try {
-      data = await this.#blob.read(start, end - start);
-    } catch (err) {
-      throw new UnavailableError(`layer ${this.digest}: fetching bytes ${start}-${end}`, { cause: err });
-    }
-    this.fetchedBytes += end - start;
-    if (data.length < end - start) throw new UnavailableError(`layer ${this.digest}: short read at ${start}`);
-    return chunks.map((c) => {
-      const member = data.subarray(c.gzStart - start, c.gzEnd - start);
-      try {
-        const bytes = this.#verify(c, member);
-        this.#cache.set(chunkKey(c), bytes);
-        if (c.inner === 0) this.#blob.verified?.(c.gzStart, member);
-        return bytes;
-      } catch (err) {
-        if (err instanceof LayerVerificationError) return err;
-        throw err;
-      }
-    });
+    if (chunks.length === 0) return;
+    this.#fetcher.ahead({ ids: chunks.map((c) => c.unit), priority: "speculative", maxRequestBytes: SPECULATIVE_REQUEST_BYTES });
   }
 
   /** A chunk's bytes from its gzip member, checked against its TOC digest. */
@@ -299,11 +233,10 @@ function fromToc(digest: string, entries: TocEntry[], tocOffset: number): { inpu
   return { inputs, prefetch };
 }
 
-const chunkKey = (c: EStargzChunk): string => `${c.gzStart}:${c.inner}`;
 
 function chunkOf(e: TocEntry, fileSize: number, gzEnd: number): EStargzChunk {
   const offset = e.chunkOffset ?? 0;
   return {
-    offset, size: e.chunkSize || fileSize - offset, gzStart: e.offset ?? 0, gzEnd, inner: e.innerOffset ?? 0, digest: e.chunkDigest,
+    offset, size: e.chunkSize || fileSize - offset, gzStart: e.offset ?? 0, gzEnd, inner: e.innerOffset ?? 0, digest: e.chunkDigest, unit: -1,
   };
 }

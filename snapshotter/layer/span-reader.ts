@@ -1,31 +1,32 @@
-// Reads uncompressed ranges of a plain layer through its TarIndex: fetches
-// only the compressed spans that cover the range (adjacent missing spans in
-// one Range read), checks each against its digest before decoding it from its
-// access point, and caches decoded pieces of `spanSize` bytes so sequential
-// reads decode each byte once. Concurrent reads of one span share its fetch.
+// Reads uncompressed ranges of a plain layer through its TarIndex: the
+// compressed spans that cover the range come through the unit fetcher
+// (fetch/unit-fetcher.ts: adjacent missing spans in one Range read, each
+// checked against its digest, concurrent reads sharing a fetch); each is
+// decoded from its access point, and decoded pieces of `spanSize` bytes are
+// cached so sequential reads decode each byte once.
 // A zstd span can be far longer than spanSize (a single-frame blob is one
 // span): it is decoded only as far as reads reach, and a cursor remembers
 // where, so reading on continues instead of starting over from the frame.
 import { LRUCache } from "lru-cache";
-import { UnavailableError } from "../errdefs/errors.js";
 import { decodeFrom, ZstdCursor } from "./decoders.js";
-import { type BlobSource } from "../fetch/blob-source.js";
-import { LayerVerificationError, verifiedItem } from "../fetch/verification.js";
+import type { BlobSource } from "../fetch/blob-source.js";
+import { DEMAND_ONLY, type FetchQueue } from "../fetch/fetch-queue.js";
+import { UnitFetcher } from "../fetch/unit-fetcher.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
-import { adjacentRuns, READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES, speculativeRequests, type SpeculativeFetches } from "./speculative-fetches.js";
+import { READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES } from "./speculative-fetches.js";
 
 export interface SpanReaderOptions {
   /** Bytes of decoded data kept in memory; default 16 MiB (the kernel's page cache keeps what FUSE served). */
   cacheBytes?: number;
   /**
-   * Where speculative fetches run (speculative-fetches.ts); without it a
-   * reader fetches only what reads ask for. Worth it when spans come over the
-   * network, not from a blob on local disk.
+   * The fetch queue (prefetch/scheduler.ts). Without it a reader fetches
+   * only what reads ask for: right for a blob on local disk.
    */
-  speculative?: SpeculativeFetches;
+  queue?: FetchQueue;
   /**
-   * With `speculative`: after a miss, the spans that follow it, up to this
+   * With `queue`: after a miss, the spans that follow it, up to this
    * many compressed bytes, are fetched speculatively (default READ_AHEAD_BYTES).
    * In the request of the miss itself they made python3's start-up fetch 30 MB
    * instead of 17 MB for no gain (docs/benchmarks.md); beside it they cost
@@ -39,30 +40,41 @@ export interface AheadRanges {
   ranges: { offset: number; length: number }[];
   maxBytes: number;
 }
-/** Verified compressed spans fetched speculatively, kept until a read decodes them. */
-const AHEAD_CACHE_BYTES = 32 << 20;
+/** Verified compressed spans kept until a read decodes them (fetched ahead, mostly). */
+const KEPT_SPAN_BYTES = 32 << 20;
 
 const MAX_CURSORS = 2;
 
 export class SpanReader {
   readonly #index: TarIndex;
-  readonly #blob: BlobSource;
   readonly #piece: number;
   readonly #readAheadBytes: number;
-  readonly #speculative: SpeculativeFetches | undefined;
+  readonly #speculative: boolean;
+  readonly #fetcher: UnitFetcher<Buffer>;
   readonly #decoded: LRUCache<string, Buffer>;
-  readonly #ahead = new LRUCache<number, Buffer>({ maxSize: AHEAD_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
-  readonly #fetching = new Map<number, Promise<Buffer>>();
   readonly #cursors = new Map<number, { cursor: ZstdCursor; piece: number }>();
-  /** Compressed bytes requested from the blob so far. */
-  fetchedBytes = 0;
 
   constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
     this.#index = index;
-    this.#blob = blob;
     this.#piece = index.spanSize;
-    this.#speculative = opts.speculative;
+    this.#speculative = opts.queue !== undefined;
     this.#readAheadBytes = opts.readAheadBytes ?? READ_AHEAD_BYTES;
+    const spans = index.spans;
+    this.#fetcher = new UnitFetcher<Buffer>(
+      {
+        digest: index.digest,
+        bounds: (i) => spans[i] as IndexSpan,
+        verify: (i, input) => {
+          const s = spans[i] as IndexSpan;
+          const got = sha256Digest(input);
+          if (got !== s.digest) throw new LayerVerificationError(index.digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`);
+          return input;
+        },
+      },
+      blob,
+      opts.queue ?? DEMAND_ONLY,
+      { keepBytes: KEPT_SPAN_BYTES },
+    );
     this.#decoded = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -95,9 +107,14 @@ export class SpanReader {
     return { out: r.out + p * this.#piece, end: Math.min(r.end, r.out + (p + 1) * this.#piece) };
   }
 
-  /** Whether reads fetch ahead of themselves (a speculative queue was given). */
+  /** Whether reads fetch ahead of themselves (a fetch queue was given). */
   get speculative(): boolean {
-    return this.#speculative !== undefined;
+    return this.#speculative;
+  }
+
+  /** Compressed bytes requested from the blob so far. */
+  get fetchedBytes(): number {
+    return this.#fetcher.fetchedBytes;
   }
 
   /**
@@ -121,7 +138,7 @@ export class SpanReader {
       return !this.#decoded.has(`${w.span}:${w.piece}`) && !(cur && cur.piece <= w.piece);
     });
     const missingSpans = [...new Set(missing.map((w) => w.span))];
-    this.#fetchSpans(missingSpans.filter((span) => !this.#ahead.has(span)));
+    void this.#fetcher.get(missingSpans); // starts them all at once, adjacent ones in one request; awaited per piece below
     if (this.#speculative) this.#speculate([...this.#following(missingSpans), ...ahead.flatMap((a) => this.#spansOf(a))]);
     const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
     const parts = bufs.map((b, k) => {
@@ -213,9 +230,9 @@ export class SpanReader {
     return out;
   }
 
-  /** Whether span `i` is decoded, fetched ahead, or being fetched. */
+  /** Whether span `i` is decoded, kept, or being fetched. */
   #held(i: number): boolean {
-    return this.#fetching.has(i) || this.#ahead.has(i) || this.#decoded.has(`${i}:0`) || this.#cursors.has(i);
+    return this.#fetcher.held(i) || this.#decoded.has(`${i}:0`) || this.#cursors.has(i);
   }
 
   /** Spans after the last of `spans`, back to back, within readAheadBytes of compressed bytes, up to one already held. */
@@ -235,72 +252,12 @@ export class SpanReader {
 
   /** Queues speculative fetches of `spans` (most useful first) as one batch; each request checks again when it starts. */
   #speculate(spans: number[]): void {
-    const queue = this.#speculative;
-    if (!queue || spans.length === 0) return;
-    const bounds = (i: number): { start: number; end: number } => this.#index.spans[i] as IndexSpan;
-    queue.add(
-      speculativeRequests(spans, bounds, SPECULATIVE_REQUEST_BYTES).map((run) => async () => {
-        const todo = run.filter((i) => !this.#held(i));
-        if (todo.length === 0) return;
-        const fetched = adjacentRuns(todo, bounds, Infinity).flatMap((ids) => this.#startFetch(ids));
-        await Promise.all(fetched.map(({ id, bytes }) => bytes.then((b) => void this.#ahead.set(id, b), () => undefined)));
-      }),
-    );
+    const todo = spans.filter((i) => !this.#held(i));
+    if (todo.length) this.#fetcher.ahead({ ids: todo, priority: "speculative", maxRequestBytes: SPECULATIVE_REQUEST_BYTES });
   }
 
-  /** Verified compressed bytes of a span: fetched ahead, joined in flight, or fetched now. */
+  /** Verified compressed bytes of a span: kept, joined in flight, or fetched now. */
   #compressed(span: number): Promise<Buffer> {
-    // kept, not taken: a span's pieces may be asked for at once, and the LRU bounds it
-    const ahead = this.#ahead.get(span);
-    if (ahead) return Promise.resolve(ahead);
-    this.#fetchSpans([span]);
-    return this.#fetching.get(span) as Promise<Buffer>;
-  }
-
-  /** Starts fetches for spans not yet in flight, one Range read per run of adjacent spans. */
-  #fetchSpans(spans: number[]): void {
-    const todo = [...new Set(spans)].filter((s) => !this.#fetching.has(s)).sort((a, b) => a - b);
-    const bounds = (i: number): { start: number; end: number } => this.#index.spans[i] as IndexSpan;
-    for (const ids of adjacentRuns(todo, bounds, Infinity)) this.#startFetch(ids);
-  }
-
-  /** Fetches adjacent spans `ids` in one read; each is in #fetching until it settles. */
-  #startFetch(ids: number[]): { id: number; bytes: Promise<Buffer> }[] {
-    const fetched = this.#fetch(ids[0] as number, ids[ids.length - 1] as number);
-    return ids.map((id, k) => {
-      const p = verifiedItem(fetched, k).finally(() => this.#fetching.delete(id));
-      p.catch(() => undefined); // the reader awaiting it reports the failure
-      this.#fetching.set(id, p);
-      return { id, bytes: p };
-    });
-  }
-
-  /** Spans first..last in one read; a span that fails its digest fails alone (read-ahead must not spoil a good read). */
-  async #fetch(first: number, last: number): Promise<(Buffer | LayerVerificationError)[]> {
-    const spans = this.#index.spans;
-    const start = (spans[first] as IndexSpan).start;
-    const end = (spans[last] as IndexSpan).end;
-    const digest = this.#index.digest;
-    let data: Buffer;
-    try {
-      data = await this.#blob.read(start, end - start);
-    } catch (err) {
-      throw new UnavailableError(`layer ${digest}: fetching bytes ${start}-${end}`, { cause: err });
-    }
-    this.fetchedBytes += end - start;
-    if (data.length < end - start) throw new UnavailableError(`layer ${digest}: short read at ${start}: ${data.length} of ${end - start}`);
-    const out: (Buffer | LayerVerificationError)[] = [];
-    for (let i = first; i <= last; i++) {
-      const s = spans[i] as IndexSpan;
-      const input = data.subarray(s.start - start, s.end - start);
-      const got = sha256Digest(input);
-      if (got !== s.digest) {
-        out.push(new LayerVerificationError(digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`));
-        continue;
-      }
-      this.#blob.verified?.(s.start, input);
-      out.push(input);
-    }
-    return out;
+    return this.#fetcher.get([span])[0] as Promise<Buffer>;
   }
 }

@@ -6,6 +6,7 @@
 //    while building its index, then serve it from the cache.
 import { createReadStream } from "node:fs";
 import { CachedBlob } from "../fetch/cached-blob.js";
+import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -13,7 +14,6 @@ import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
 import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
 import { TarLayerIndex } from "../layer/tar-layer.js";
-import { sharedSpeculativeFetches } from "../layer/speculative-fetches.js";
 import type { RegistryClient } from "../registry/registry-client.js";
 import { logger } from "../util/logging.js";
 import type { RemoteLayerSpec } from "./remote-layer.js";
@@ -26,6 +26,8 @@ export class LayerOpener {
   constructor(
     private readonly registry: RegistryClient,
     private readonly cache: LayerCache,
+    /** Where fetches ahead of reads queue (prefetch/scheduler.ts). */
+    private readonly queue: FetchQueue,
   ) {}
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
@@ -44,10 +46,10 @@ export class LayerOpener {
 
   /** The layer's index; for eStargz this fetches the footer and TOC. */
   async open(spec: RemoteLayerSpec, blob: CachedBlob): Promise<LayerIndex> {
-    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, speculative: sharedSpeculativeFetches });
+    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, queue: this.queue });
     const cached = await this.#cachedIndex(spec);
     // spans come over the network: fetch ahead of the reads beside them
-    if (cached) return new TarLayerIndex(cached, blob, { speculative: sharedSpeculativeFetches });
+    if (cached) return new TarLayerIndex(cached, blob, { queue: this.queue });
     const path = await this.cache.blobPath(spec.layerDigest);
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })

@@ -3,6 +3,7 @@
 // describe a layer from Prepare's labels, mount it, and unmount it again.
 import pLimit from "p-limit";
 import type { CachedBlob } from "../fetch/cached-blob.js";
+import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -26,6 +27,8 @@ export type LayerMounter = (dir: string, view: LayerView) => Promise<{ unmount()
 export interface RemoteLayersOptions {
   registry: RegistryClient;
   cache: LayerCache;
+  /** The fetch scheduler every layer's fetches ahead of reads go through. */
+  queue: FetchQueue;
   mount: LayerMounter;
   platform?: string;
 }
@@ -64,7 +67,7 @@ export class RemoteLayers {
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache);
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue);
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
-import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
+import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
 import { EStargzLayerIndex } from "../../../snapshotter/layer/estargz.js";
 import { FOOTER_SIZE, parseFooter } from "../../../snapshotter/layer/estargz-toc.js";
 import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
@@ -119,8 +119,8 @@ describe.skipIf(!hasGo)("eStargz made by stargz-snapshotter's writer", () => {
 
   it("a miss reads ahead, beside the read, into the chunks that follow it, so the next small file costs no request", async () => {
     const src = countingSource(plain.blob);
-    const speculative = new SpeculativeFetches();
-    const layer = await EStargzLayerIndex.open(src, { digest: sha256(plain.blob), tocDigest: plain.tocDigest, speculative });
+    const speculative = new FetchScheduler();
+    const layer = await EStargzLayerIndex.open(src, { digest: sha256(plain.blob), tocDigest: plain.tocDigest, queue: speculative });
     const calls = src.calls.length;
     expect((await layer.readFile("usr/lib/libx.so", 0, 10)).equals((files["usr/lib/libx.so"] as Buffer).subarray(0, 10))).toBe(true);
     const own = src.calls[calls] as { offset: number; length: number };

@@ -3,7 +3,7 @@ import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
 import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
-import { SpeculativeFetches } from "../../../snapshotter/layer/speculative-fetches.js";
+import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
 import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
@@ -293,8 +293,8 @@ describe("speculative fetches over a compressible layer", () => {
   it("a read's own request holds only its span; the rest of the file comes beside it, and a bad span fails alone", async () => {
     expect(idx.spans.length).toBeGreaterThan(5);
     const src = countingSource(blob);
-    const speculative = new SpeculativeFetches();
-    const layer = new TarLayerIndex(idx, src, { speculative });
+    const speculative = new FetchScheduler();
+    const layer = new TarLayerIndex(idx, src, { queue: speculative });
     expect((await layer.readFile("doc.txt", 0, 100)).equals(text.subarray(0, 100))).toBe(true);
     const first = src.calls[0] as { offset: number; length: number };
     expect(first.offset + first.length).toBe((idx.spans[0] as { end: number }).end); // the first span only
@@ -308,8 +308,8 @@ describe("speculative fetches over a compressible layer", () => {
     const s3 = idx.spans[3] as { start: number; out: number };
     const bad = Buffer.from(blob);
     bad[s3.start + 10] = (bad[s3.start + 10] as number) ^ 0xff;
-    const q2 = new SpeculativeFetches();
-    const fresh = new TarLayerIndex(idx, countingSource(bad), { speculative: q2 });
+    const q2 = new FetchScheduler();
+    const fresh = new TarLayerIndex(idx, countingSource(bad), { queue: q2 });
     expect((await fresh.readFile("doc.txt", 0, 50)).equals(text.subarray(0, 50))).toBe(true);
     await q2.idle();
     const fileAt = (idx.entries.find((e) => e.path === "doc.txt")?.segments[0] as { at: number }).at;
@@ -338,8 +338,8 @@ describe("speculative fetches over a compressible layer", () => {
     const b = gzipSync(await layerTar(files));
     const index = await buildTarIndex(chunks(b), { digest: sha256(b), mediaType: MEDIA.gzip, spanSize: 16 * 1024 });
     const src = countingSource(b);
-    const speculative = new SpeculativeFetches();
-    const layer = new TarLayerIndex(index, src, { speculative });
+    const speculative = new FetchScheduler();
+    const layer = new TarLayerIndex(index, src, { queue: speculative });
     await layer.readFile("lib/m2.pyc", 0, 10);
     await speculative.idle();
     const calls = src.calls.length;

@@ -1,0 +1,143 @@
+// The one path by which layer bytes are fetched and verified, for every
+// format: a format cuts its blob into verification units (eStargz chunks,
+// index spans), says where each lies and how to check it; the fetcher does
+// the rest. A read's units come from memory, join a fetch in flight, or are
+// fetched at once, adjacent ones in one Range request. Units nobody has asked
+// for yet are fetched as jobs of the fetch queue (predicted, read ahead).
+// Every unit is checked on its own: a bad one fails alone, so bytes fetched
+// ahead never spoil a good read, and nothing unchecked is ever returned.
+import { LRUCache } from "lru-cache";
+import { UnavailableError } from "../errdefs/errors.js";
+import type { BlobSource } from "./blob-source.js";
+import type { FetchJob, FetchPlan, FetchPriority, FetchQueue } from "./fetch-queue.js";
+import { adjacentRuns, rankedRuns } from "./unit-runs.js";
+import { LayerVerificationError } from "./verification.js";
+
+/** What a layer format tells the fetcher about its units. */
+export interface UnitFormat<T> {
+  /** Layer digest, named in errors. */
+  readonly digest: string;
+  /** Compressed blob bytes [start, end) of unit `id`; ids are in blob order. */
+  bounds(id: number): { start: number; end: number };
+  /** Checks unit `id`'s compressed bytes; returns what readers get. Throws LayerVerificationError. */
+  verify(id: number, bytes: Buffer): T;
+  /** Whether a verified unit's compressed bytes are worth keeping in the node's cache (default: yes). */
+  cacheable?(id: number): boolean;
+}
+
+export interface UnitFetcherOptions {
+  /** Bytes of verified units kept in memory for reads to come (default 32 MiB). */
+  keepBytes?: number;
+}
+
+export interface AheadRequest {
+  /** Units, most useful first. */
+  ids: readonly number[];
+  priority: FetchPriority;
+  /** Compressed bytes of one request at most. */
+  maxRequestBytes: number;
+  plan?: FetchPlan;
+}
+
+export class UnitFetcher<T extends Buffer> {
+  readonly #format: UnitFormat<T>;
+  readonly #blob: BlobSource;
+  readonly #queue: FetchQueue;
+  readonly #kept: LRUCache<number, T>;
+  readonly #inflight = new Map<number, Promise<T>>();
+  /** Compressed bytes requested from the blob so far. */
+  fetchedBytes = 0;
+
+  constructor(format: UnitFormat<T>, blob: BlobSource, queue: FetchQueue, opts: UnitFetcherOptions = {}) {
+    this.#format = format;
+    this.#blob = blob;
+    this.#queue = queue;
+    this.#kept = new LRUCache<number, T>({ maxSize: Math.max(1, opts.keepBytes ?? 32 << 20), sizeCalculation: (b) => Math.max(1, b.length) });
+  }
+
+  /** Whether unit `id` is in memory or being fetched. */
+  held(id: number): boolean {
+    return this.#kept.has(id) || this.#inflight.has(id);
+  }
+
+  /** The verified units `ids`, in order: kept, joined in flight, or fetched now (adjacent ones in one request). */
+  get(ids: readonly number[]): Promise<T>[] {
+    const missing = [...new Set(ids.filter((id) => !this.held(id)))].sort((a, b) => a - b);
+    // #start tracks each unit in #inflight (failures are reported to whoever awaits it)
+    for (const run of adjacentRuns(missing, (i) => this.#format.bounds(i), Infinity)) void this.#start(run, true);
+    return ids.map((id) => {
+      const kept = this.#kept.get(id);
+      return kept ? Promise.resolve(kept) : (this.#inflight.get(id) as Promise<T>);
+    });
+  }
+
+  /**
+   * Queues fetches of units nobody waits for yet, as jobs of the fetch queue:
+   * runs of adjacent units, the most useful first. Each job looks again when
+   * it starts and fetches only what is still missing.
+   */
+  ahead(req: AheadRequest): void {
+    const todo = req.ids.filter((id) => !this.held(id));
+    if (todo.length === 0) return;
+    const bounds = (i: number): { start: number; end: number } => this.#format.bounds(i);
+    const jobs: FetchJob[] = rankedRuns(todo, bounds, req.maxRequestBytes).map((run) => {
+      const left = (): number[] => run.filter((id) => !this.held(id));
+      return {
+        priority: req.priority,
+        ...(req.plan ? { plan: req.plan } : {}),
+        pendingBytes: () => left().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
+        run: async () => {
+          const fetches = adjacentRuns(left(), bounds, Infinity).flatMap((ids) => this.#start(ids, false));
+          await Promise.allSettled(fetches);
+        },
+      };
+    });
+    this.#queue.submit(jobs);
+  }
+
+  /** Fetches adjacent units `ids` in one request; each is in flight until it settles. */
+  #start(ids: number[], demand: boolean): Promise<T>[] {
+    const batch = demand ? this.#queue.demand(() => this.#fetch(ids)) : this.#fetch(ids);
+    return ids.map((id, k) => {
+      const p = batch.then((items) => {
+        const item = items[k] as T | LayerVerificationError;
+        if (item instanceof LayerVerificationError) throw item;
+        this.#kept.set(id, item);
+        return item;
+      });
+      const settled = p.finally(() => {
+        if (this.#inflight.get(id) === settled) this.#inflight.delete(id);
+      });
+      settled.catch(() => undefined); // the reader awaiting it reports the failure
+      this.#inflight.set(id, settled);
+      return settled;
+    });
+  }
+
+  /** Units first..last in one read, each verified on its own. */
+  async #fetch(ids: number[]): Promise<(T | LayerVerificationError)[]> {
+    const f = this.#format;
+    const start = f.bounds(ids[0] as number).start;
+    const end = Math.max(...ids.map((id) => f.bounds(id).end));
+    let data: Buffer;
+    try {
+      data = await this.#blob.read(start, end - start);
+    } catch (err) {
+      throw new UnavailableError(`layer ${f.digest}: fetching bytes ${start}-${end}`, { cause: err });
+    }
+    this.fetchedBytes += end - start;
+    if (data.length < end - start) throw new UnavailableError(`layer ${f.digest}: short read at ${start}: ${data.length} of ${end - start}`);
+    return ids.map((id) => {
+      const b = f.bounds(id);
+      const bytes = data.subarray(b.start - start, b.end - start);
+      try {
+        const out = f.verify(id, bytes);
+        if (f.cacheable?.(id) ?? true) this.#blob.verified?.(b.start, bytes);
+        return out;
+      } catch (err) {
+        if (err instanceof LayerVerificationError) return err;
+        throw err;
+      }
+    });
+  }
+}
