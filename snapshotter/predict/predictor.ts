@@ -87,6 +87,8 @@ export interface Predictor {
    * first, none of them already accessed. Cheap: it runs on the prefetch path.
    */
   predict(query: PredictQuery): PredictedFile[];
+  /** Bytes of what was learned (a network's weights), for evaluations; absent when there is no model to speak of. */
+  modelBytes?(): number;
 }
 
 export interface PredictorOptions {
