@@ -14,7 +14,11 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { mountLayer } from "./fuse/mount-layer.js";
+import { FetchStats } from "./fetch/fetch-stats.js";
 import { FetchScheduler } from "./prefetch/scheduler.js";
+import { Prefetcher } from "./prefetch/prefetcher.js";
+import { Learner } from "./predict/learner.js";
+import "./predict/predictors.js";
 import { procRootUpper } from "./trace/attribution.js";
 import { TraceStore, traceDir } from "./trace/trace-store.js";
 import { Tracer } from "./trace/tracer.js";
@@ -42,33 +46,62 @@ export class Daemon {
     const cache = config.lazy ? new LayerCache(config.cacheDir, config.cacheSize) : undefined;
     const workloads = new WorkloadSource(config.containerdAddress);
     const scheduler = new FetchScheduler();
+    const fetchStats = new FetchStats();
     const traces = config.trace && cache ? new TraceStore({ dir: traceDir(config.root), maxBytes: config.traceSize }) : undefined;
-    // The snapshotter answers which container an upper directory belongs to; it is opened below.
-    const opened: { snapshotter?: OverlaySnapshotter } = {};
+    // Parts that answer questions about each other are opened in order; these late ones are asked through `late`.
+    const late: { snapshotter?: OverlaySnapshotter; remote?: RemoteLayers } = {};
     const tracer = traces
       ? new Tracer({
           store: traces,
           rootUpperOf: procRootUpper(),
           workloads,
           containerOf: (upper) => {
-            const s = opened.snapshotter?.activeByUpper(upper);
+            const s = late.snapshotter?.activeByUpper(upper);
             return s && { namespace: s.namespace, container: containerIdOf(s.namespace, s.key), snapshot: s.id, layers: s.lazyLayers };
           },
         })
       : undefined;
+    const learner = traces ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models") }) : undefined;
+    const prefetcher = learner && config.prefetch
+      ? new Prefetcher({
+          scheduler,
+          predictor: () => learner.predictor,
+          layerIndex: (digest) => late.remote?.readyIndex(digest),
+          settings: { budgetBytes: config.prefetchBudget, granularity: config.prefetchGranularity },
+        })
+      : undefined;
+    tracer?.subscribe(({ container, record }) => {
+      if (record.op === "open" || record.op === "read") prefetcher?.accessed(container.snapshot, record);
+    });
     const remote = cache
       ? new RemoteLayers({
           registry: new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) }),
           cache,
           queue: scheduler,
+          stats: fetchStats,
           mount: (dir, view) => mountLayer(dir, view, tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
+          onImage: (image) => prefetcher?.imagePulling(image),
+          onLayerReady: (digest) => prefetcher?.layerReady(digest),
         })
       : undefined;
+    late.remote = remote;
     const snapshotter = await OverlaySnapshotter.open(config.root, {
-      remote, nativeCopy: config.nativeCopy, onRemove: (r) => tracer?.containerRemoved(r.namespace, containerIdOf(r.namespace, r.key), r.id),
+      remote,
+      nativeCopy: config.nativeCopy,
+      onActivePrepared: (a) => {
+        if (!prefetcher) return;
+        const ref = { namespace: a.namespace, container: containerIdOf(a.namespace, a.key), snapshot: a.id, layers: a.lazyLayers };
+        void workloads.workloadOf(ref).then((w) => prefetcher.containerStarting(a.id, w));
+      },
+      onRemove: (r) => {
+        tracer?.containerRemoved(r.namespace, containerIdOf(r.namespace, r.key), r.id);
+        prefetcher?.containerEnded(r.id);
+        void learner?.retrain(); // the run's trace is complete now
+      },
     });
-    opened.snapshotter = snapshotter;
+    late.snapshotter = snapshotter;
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
+    void learner?.retrain();
     const metrics = new Metrics(snapshotter);
 
     const server = new grpc.Server();
@@ -92,7 +125,16 @@ export class Daemon {
         path: /^\/cache\/status$/,
         handler: async () => ({
           type: "application/json",
-          body: `${JSON.stringify({ lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [] }, null, 2)}\n`,
+          body: `${JSON.stringify({
+            lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [],
+            prefetch: {
+              enabled: prefetcher !== undefined, predictor: learner?.name ?? null, training: learner?.lastTraining ?? null,
+              reads: { hitBytes: fetchStats.readHitBytes, missBytes: fetchStats.readMissBytes, againBytes: fetchStats.readAgainBytes, missFetches: fetchStats.missFetches, recall: fetchStats.recall },
+              ahead: { bytes: fetchStats.aheadBytes, usedBytes: fetchStats.aheadUsedBytes, usedBy: fetchStats.aheadUsedBy, precision: fetchStats.precision },
+              scheduler: scheduler.stats(), plans: prefetcher?.status() ?? [],
+            },
+            tracing: tracer?.stats() ?? null,
+          }, null, 2)}\n`,
         }),
       },
     ]);

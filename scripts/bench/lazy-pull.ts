@@ -17,17 +17,22 @@
 //   augur-plain-indexed  the same, with the layer indexes from an earlier first contact kept in the cache
 //                        (everything else wiped: see --keep-cache-subdirs)
 //   augur-estargz        ctr-remote images rpull --snapshotter augur on the eStargz image
+//   stargz-estargz       stargz-snapshotter 0.12 (../shared/anchors, built from Debian's sources) on the eStargz image
+//   stargz-optimized     stargz-snapshotter on its recorded-order image (ctr-remote images optimize)
+//   augur-plain-history  "augur with history": the plain image on a node that ran it once (an untimed
+//                        first contact): its access traces and layer indexes kept, the data cache empty
 import { spawn } from "node:child_process";
+import { request as httpRequest } from "node:http";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startAugur, type Augur } from "../lib/augur.js";
+import { REPO, startAugur, type Augur } from "../lib/augur.js";
 import { startContainerd, type Containerd } from "../lib/containerd.js";
-import { removeScratch, runOk, scratchDir } from "../lib/processes.js";
+import { canConnect, removeScratch, runOk, scratchDir, startProcess, waitFor, type Proc } from "../lib/processes.js";
 import { DEFAULT_CACHE, WORKLOADS, buildDebianImages, pushDebianImages, registryStorage, storedManifestLayers, type Workload } from "../images/debian-image.js";
 import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./netns.js";
 
-export const MODES = ["overlayfs", "local", "augur-plain-first", "augur-plain-indexed", "augur-estargz"] as const;
+export const MODES = ["overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz", "augur-plain-history"] as const;
 export type Mode = (typeof MODES)[number];
 
 const { values } = parseArgs({
@@ -88,6 +93,9 @@ interface RunResult {
   augurPeakRss?: number;
   /** With --timeline: every registry request, ms since the pull started. */
   requests?: ProxiedRequest[];
+  /** augur's own figures at READY (GET /cache/status): prefetched bytes used, read bytes that were fetched ahead. */
+  prefetchPrecision?: number;
+  prefetchRecall?: number;
 }
 
 interface ModeResult {
@@ -144,24 +152,51 @@ interface RunEnv {
   dir: string;
   augurCache: string;
   augur?: Augur;
+  stargz?: Proc;
   containerd: Containerd;
 }
 
-async function startEnv(mode: Mode, seedCache?: string): Promise<RunEnv> {
+/** The stargz-snapshotter anchor, built once into the bench cache (../shared/anchors/stargz-grpc/build.sh). */
+async function stargzBinary(): Promise<string> {
+  const bin = join(cache, "bin", "stargz-grpc");
+  if (existsSync(bin)) return bin;
+  const build = join(REPO, "..", "shared", "anchors", "stargz-grpc", "build.sh");
+  if (!existsSync(build)) throw new Error(`stargz-snapshotter anchor not found (${build}); the stargz modes need it`);
+  mkdirSync(join(cache, "bin"), { recursive: true });
+  await runOk("bash", [build, bin], { timeoutMs: 600_000 });
+  return bin;
+}
+
+/** What a timed run starts from: cache subdirectories and (history) the traces of an earlier run. */
+interface Seed {
+  dir: string;
+  subdirs: string[];
+  traces: boolean;
+}
+
+async function startEnv(mode: Mode, seed?: Seed, moreAugurArgs: string[] = []): Promise<RunEnv> {
   const dir = scratchDir("augur-bench-");
   const augurCache = join(dir, "augur-cache");
   mkdirSync(augurCache, { recursive: true });
-  if (seedCache) for (const sub of keepSubdirs) if (existsSync(join(seedCache, sub))) cpSync(join(seedCache, sub), join(augurCache, sub), { recursive: true });
+  if (seed) for (const sub of seed.subdirs) if (existsSync(join(seed.dir, "cache", sub))) cpSync(join(seed.dir, "cache", sub), join(augurCache, sub), { recursive: true });
+  if (seed?.traces) cpSync(join(seed.dir, "traces"), join(dir, "ar", "traces"), { recursive: true });
   let augur: Augur | undefined;
+  let stargz: Proc | undefined;
   try {
+    if (mode.startsWith("stargz")) {
+      const sock = join(dir, "stargz.sock");
+      stargz = startProcess(await stargzBinary(), ["--root", join(dir, "sr"), "--address", sock], join(dir, "stargz.log"));
+      await waitFor("stargz-snapshotter to serve", () => canConnect(sock), 20_000, stargz);
+    }
     if (mode.startsWith("augur")) {
       const extra = values["augur-args"].split(" ").filter(Boolean).map((a) => a.replaceAll("{cache}", augurCache).replaceAll("{hosts}", hostsDir));
-      augur = await startAugur(dir, { root: join(dir, "ar"), socket: join(dir, "augur.sock"), extraArgs: extra });
+      augur = await startAugur(dir, { root: join(dir, "ar"), socket: join(dir, "augur.sock"), extraArgs: [...extra, ...moreAugurArgs] });
     }
-    const containerd = await startContainerd(dir, augur?.socket ?? join(dir, "augur.sock"));
-    return { dir, augurCache, augur, containerd };
+    const containerd = await startContainerd(dir, augur?.socket ?? join(dir, "augur.sock"), stargz ? { proxies: { stargz: join(dir, "stargz.sock") } } : {});
+    return { dir, augurCache, augur, stargz, containerd };
   } catch (err) {
     await augur?.stop();
+    await stargz?.stop();
     await removeScratch(dir);
     throw err;
   }
@@ -170,6 +205,9 @@ async function startEnv(mode: Mode, seedCache?: string): Promise<RunEnv> {
 async function stopEnv(env: RunEnv): Promise<void> {
   await env.containerd.stop().catch((e: unknown) => say(`    containerd stop: ${String(e)}`));
   await env.augur?.stop().catch((e: unknown) => say(`    augur stop: ${String(e)}`));
+  await env.stargz?.stop().catch((e: unknown) => say(`    stargz stop: ${String(e)}`));
+  // AUGUR_DEBUG=prefetch (or another module) in the environment: its lines, for -v
+  if (values.verbose && env.augur && process.env.AUGUR_DEBUG) for (const l of env.augur.proc.log().split("\n").filter((x) => x.includes(" debug "))) debug(l);
   await removeScratch(env.dir);
 }
 
@@ -187,7 +225,7 @@ function dropCaches(): void {
  */
 async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string, n: number): Promise<RunResult> {
   const { containerd, augur } = env;
-  const snapshotter = mode.startsWith("augur") ? "augur" : "overlayfs";
+  const snapshotter = mode.startsWith("augur") ? "augur" : mode.startsWith("stargz") ? "stargz" : "overlayfs";
   if (mode === "local") {
     await containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref], timeoutMs);
   }
@@ -195,18 +233,21 @@ async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string,
   reg.proxy.reset();
   let readyAt = 0;
   let atReady = reg.proxy.stats();
+  let figures: Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> = Promise.resolve({});
   const t0 = performance.now();
   if (mode === "overlayfs") {
     await containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref], timeoutMs);
   } else if (mode !== "local") {
-    await runOk("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
+    await runOk("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", snapshotter, ref], { timeoutMs });
   }
   const pullS = (performance.now() - t0) / 1000;
   debug(`pull ${pullS.toFixed(2)} s, ${(reg.proxy.stats().down / 1e6).toFixed(1)} MB`);
   await runUntilReady(containerd, ["run", "--rm", "--snapshotter", snapshotter, ref, `bench-${n}`], workload?.ready ?? "READY", () => {
     readyAt = performance.now();
     atReady = reg.proxy.stats();
+    if (augur) figures = prefetchFigures(augur);
   });
+  const atReadyFigures = await figures;
   const total = reg.proxy.stats();
   return {
     ok: true,
@@ -217,12 +258,39 @@ async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string,
     requestsBeforeReady: atReady.requests,
     augurPeakRss: augur ? peakRss(augur.proc.pid) : undefined,
     requests: values.timeline ? reg.proxy.requests() : undefined,
+    ...atReadyFigures,
   };
 }
 
-/** augur-plain-indexed: a first contact (untimed) whose cache keeps only `keepSubdirs`. */
-async function primeIndexes(reg: SlowRegistry, ref: string): Promise<string> {
-  const env = await startEnv("augur-plain-first");
+/** prefetch precision and recall from augur's GET /cache/status. */
+async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> {
+  const body = await new Promise<string>((resolve) => {
+    const req = httpRequest({ socketPath: augur.apiSocket, path: "/cache/status" }, (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c.toString()));
+      res.on("end", () => resolve(text));
+    });
+    req.on("error", () => resolve("{}"));
+    req.end();
+  });
+  try {
+    const st = JSON.parse(body) as { prefetch?: { reads?: { recall?: number }; ahead?: { precision?: number } } };
+    if (values.verbose) debug(`augur at READY: ${JSON.stringify(st.prefetch)}`);
+    return { prefetchPrecision: st.prefetch?.ahead?.precision, prefetchRecall: st.prefetch?.reads?.recall };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * augur-plain-indexed and augur-plain-history: a first contact (untimed) whose
+ * cache keeps only `subdirs` (and, for history, augur's traces).
+ */
+async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], traces: boolean): Promise<Seed> {
+  // No native copies: a layer unpacked before the container starts is read without FUSE, and its files would be
+  // missing from the trace (a node's first container usually starts while its layers still stream; here containerd
+  // waits for the base layer before it even creates the container).
+  const env = await startEnv("augur-plain-first", undefined, traces ? ["--no-native-copy"] : []);
   try {
     await runOk("ctr-remote", ["--address", env.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
     await runUntilReady(env.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "prime"], workload?.ready ?? "READY", () => undefined);
@@ -231,27 +299,35 @@ async function primeIndexes(reg: SlowRegistry, ref: string): Promise<string> {
     await env.containerd.stop().catch(() => undefined);
     await env.augur?.stop().catch(() => undefined);
   }
-  const saved = scratchDir("augur-bench-index-");
+  const saved = scratchDir("augur-bench-seed-");
   const held = existsSync(env.augurCache) ? readdirSync(env.augurCache).join(", ") || "nothing" : "nothing";
-  const found = keepSubdirs.filter((s) => existsSync(join(env.augurCache, s)) && readdirSync(join(env.augurCache, s)).length > 0);
-  for (const sub of found) cpSync(join(env.augurCache, sub), join(saved, sub), { recursive: true });
+  const found = subdirs.filter((s) => existsSync(join(env.augurCache, s)) && readdirSync(join(env.augurCache, s)).length > 0);
+  for (const sub of found) cpSync(join(env.augurCache, sub), join(saved, "cache", sub), { recursive: true });
+  const traceDir = join(env.dir, "ar", "traces");
+  const traced = traces && existsSync(traceDir) && readdirSync(traceDir).length > 0;
+  if (traced) cpSync(traceDir, join(saved, "traces"), { recursive: true });
+  if (values.verbose) for (const l of env.augur?.proc.log().split("\n").filter((x) => / (debug|warn|error) /.test(x)) ?? []) debug(`prime: ${l}`);
+  if (traced && values.verbose) debug(await runOk(process.execPath, [join(import.meta.dirname, "../../snapshotter/cli/main.js"), "trace", "export", "--root", env.dir + "/ar"]));
   await removeScratch(env.dir);
-  if (found.length === 0) {
+  if (found.length === 0 || (traces && !traced)) {
     await removeScratch(saved);
-    throw new Error(`first contact left nothing under ${keepSubdirs.map((s) => `<cache>/${s}`).join(", ")} (the cache dir held: ${held}; adapt --keep-cache-subdirs)`);
+    throw new Error(`first contact left nothing under ${subdirs.map((s) => `<cache>/${s}`).join(", ")}${traces ? " or <root>/traces" : ""} (the cache dir held: ${held}; adapt --keep-cache-subdirs)`);
   }
-  return saved;
+  return { dir: saved, subdirs: found, traces };
 }
 
 async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
-  const tag = mode === "augur-estargz" ? "estargz" : "plain";
+  const tag = mode === "augur-estargz" || mode === "stargz-estargz" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
   const ref = `${reg.host}/${workload?.repo}:${tag}`;
   const result: ModeResult = { mode, runs: [] };
-  let seed: string | undefined;
+  let seed: Seed | undefined;
   try {
     if (mode === "augur-plain-indexed") {
       say(`  ${mode}: first contact to build the index (untimed)`);
-      seed = await primeIndexes(reg, ref);
+      seed = await primeNode(reg, ref, keepSubdirs, false);
+    } else if (mode === "augur-plain-history") {
+      say(`  ${mode}: a first run on the node to record its traces and indexes (untimed)`);
+      seed = await primeNode(reg, ref, keepSubdirs, true);
     }
     for (let i = 1; i <= runs; i++) {
       let env: RunEnv | undefined;
@@ -262,7 +338,8 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
         say(
           `  ${mode} run ${i}/${runs}: READY after ${r.readyS?.toFixed(2)} s (pull ${r.pullS?.toFixed(2)} s), ` +
             `${((r.bytesBeforeReady ?? 0) / 1e6).toFixed(1)} MB fetched before READY (${((r.bytesTotal ?? 0) / 1e6).toFixed(1)} MB in all)` +
-            (r.augurPeakRss ? `, augur peak RSS ${(r.augurPeakRss / 1e6).toFixed(0)} MB` : ""),
+            (r.augurPeakRss ? `, augur peak RSS ${(r.augurPeakRss / 1e6).toFixed(0)} MB` : "") +
+            (r.prefetchRecall !== undefined ? `, prefetch precision ${r.prefetchPrecision?.toFixed(2)} recall ${r.prefetchRecall.toFixed(2)}` : ""),
         );
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
@@ -278,7 +355,7 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
     say(`  ${mode}: FAILED: ${msg.split("\n").slice(0, 6).join("\n      ")}`);
     result.runs.push({ ok: false, error: msg });
   } finally {
-    if (seed) await removeScratch(seed);
+    if (seed) await removeScratch(seed.dir);
   }
   return result;
 }
@@ -287,7 +364,7 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
 
 function imageSummary(): string {
   const lines: string[] = [];
-  for (const tag of ["plain", "estargz"]) {
+  for (const tag of ["plain", "estargz", "optimized"]) {
     try {
       const layers = storedManifestLayers(cache, workload?.repo ?? "", tag);
       const total = layers.reduce((a, l) => a + l.size, 0);
@@ -318,6 +395,22 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const s = medianOf(m);
     lines.push(check(`${m} at most 0.25 of the full pull's time`, s === undefined || !Number.isFinite(baseS) ? undefined : s <= 0.25 * baseS));
   }
+  const pairs: [Mode, Mode][] = [["augur-estargz", "stargz-estargz"], ["augur-plain-history", "stargz-optimized"]];
+  for (const [ours, theirs] of pairs) {
+    if (!results.some((r) => r.mode === ours) || !results.some((r) => r.mode === theirs)) continue;
+    const a = medianOf(ours);
+    const b = medianOf(theirs);
+    lines.push(check(`${ours} no slower than ${theirs} in the same run (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s)`, a === undefined || b === undefined ? undefined : a <= b));
+  }
+  if (augurModes.includes("augur-plain-history")) {
+    const s = medianOf("augur-plain-history");
+    lines.push(check("augur-plain-history at most 0.12 of the full pull's time", s === undefined || !Number.isFinite(baseS) ? undefined : s <= 0.12 * baseS));
+    const runsOk = results.find((r) => r.mode === "augur-plain-history")?.runs.filter((x) => x.ok && x.prefetchRecall !== undefined) ?? [];
+    const p = runsOk.length ? median(runsOk.map((x) => x.prefetchPrecision ?? NaN)) : undefined;
+    const rc = runsOk.length ? median(runsOk.map((x) => x.prefetchRecall ?? NaN)) : undefined;
+    lines.push(check(`augur-plain-history prefetch precision >= 0.9 (${p?.toFixed(2) ?? "-"})`, p === undefined ? undefined : p >= 0.9));
+    lines.push(check(`augur-plain-history prefetch recall >= 0.9 (${rc?.toFixed(2) ?? "-"})`, rc === undefined ? undefined : rc >= 0.9));
+  }
   if (augurModes.length > 0) {
     const rss = results.filter((r) => r.mode.startsWith("augur")).flatMap((r) => r.runs.filter((x) => x.ok).map((x) => x.augurPeakRss ?? 0));
     lines.push(check("augur peak RSS under 300 MB in every run", rss.length === 0 ? undefined : Math.max(...rss) < 300e6));
@@ -340,7 +433,7 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
     const failed = r.runs.find((x) => !x.ok);
     if (failed || ok.length === 0) {
       const why = (failed?.error ?? "no runs").split("\n")[0]?.replace(/\|/g, "\\|").slice(0, 160);
-      return `| ${r.mode} | FAILED | | | | | ${why} |`;
+      return `| ${r.mode} | FAILED | | | | | | ${why} |`;
     }
     const med = median(ok.map((x) => x.readyS ?? NaN));
     const pull = median(ok.map((x) => x.pullS ?? NaN));
@@ -348,7 +441,9 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
     const rss = Math.max(...ok.map((x) => x.augurPeakRss ?? 0));
     const ratio = Number.isFinite(baseOk) ? (med / baseOk).toFixed(2) : "n/a";
     const all = ok.map((x) => (x.readyS ?? 0).toFixed(2)).join(", ");
-    return `| ${r.mode} | ${med.toFixed(2)} | ${ratio} | ${pull.toFixed(2)} | ${mb(bytes)} | ${rss ? `${(rss / 1e6).toFixed(0)} MB` : "-"} | runs: ${all} |`;
+    const pr = ok.filter((x) => x.prefetchRecall !== undefined);
+    const figures = pr.length ? `${median(pr.map((x) => x.prefetchPrecision ?? NaN)).toFixed(2)} / ${median(pr.map((x) => x.prefetchRecall ?? NaN)).toFixed(2)}` : "-";
+    return `| ${r.mode} | ${med.toFixed(2)} | ${ratio} | ${pull.toFixed(2)} | ${mb(bytes)} | ${figures} | ${rss ? `${(rss / 1e6).toFixed(0)} MB` : "-"} | runs: ${all} |`;
   });
   return [
     `## lazy-pull benchmark: ${workload?.name} (${new Date().toISOString()})`,
@@ -361,8 +456,8 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
     imageSummary(),
     "```",
     "",
-    "| mode | median s to READY | ratio to overlayfs full pull | median pull s | MB fetched before READY | augur peak RSS | notes |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    "| mode | median s to READY | ratio to overlayfs full pull | median pull s | MB fetched before READY | prefetch precision / recall at READY | augur peak RSS | notes |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
     "",
     ...(targetLines.length > 0 ? [`Targets (the issue states them for the python image):`, "", ...targetLines, ""] : []),

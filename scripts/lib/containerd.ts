@@ -15,10 +15,14 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-export async function startContainerd(dir: string, augurSocket: string): Promise<Containerd> {
+/** `proxies`: more proxy snapshotters by name and socket (benchmarks run stargz-snapshotter beside augur). */
+export async function startContainerd(dir: string, augurSocket: string, opts: { proxies?: Record<string, string> } = {}): Promise<Containerd> {
   const address = join(dir, "containerd.sock");
   const config = join(dir, "containerd.toml");
-  const base = readFileSync(join(REPO, "containerd-config.toml"), "utf8").replace(/^(\s*address\s*=\s*)"\/run\/augur\/augur\.sock"/m, `$1"${augurSocket}"`);
+  const more = Object.entries(opts.proxies ?? {}).map(([name, sock]) => `  [proxy_plugins.${name}]\n    type = "snapshot"\n    address = "${sock}"\n`).join("");
+  const base = readFileSync(join(REPO, "containerd-config.toml"), "utf8")
+    .replace(/^(\s*address\s*=\s*)"\/run\/augur\/augur\.sock"/m, `$1"${augurSocket}"`)
+    .replace(/^\[proxy_plugins\]\n/m, `[proxy_plugins]\n${more}`);
   if (!base.includes(augurSocket)) throw new Error("containerd-config.toml has no [proxy_plugins.augur] address line to point at the test's augur");
   writeFileSync(
     config,

@@ -30,6 +30,13 @@ Usage:
                       runs (default /run/containerd/containerd.sock)
       --trace-size N  bytes the access traces may take (default 256MiB)
       --no-trace      do not record access traces
+      --predictor NAME  what prefetches follow: replay, frequency, markov,
+                      locality or gru (default replay; docs/prediction.md)
+      --prefetch-budget N  bytes one prefetch (a pull, a container start)
+                      may fetch (default 1GiB)
+      --prefetch-granularity N  predicted files queued together per layer
+                      (default 16)
+      --no-prefetch   fetch only what reads ask for (and read-ahead)
 ${PULL_USAGE}${TRACE_USAGE}  augur version
   augur help
 `;
@@ -56,6 +63,10 @@ async function serve(argv: string[]): Promise<void> {
       "containerd-address": { type: "string" },
       "trace-size": { type: "string" },
       "no-trace": { type: "boolean" },
+      predictor: { type: "string" },
+      "prefetch-budget": { type: "string" },
+      "prefetch-granularity": { type: "string" },
+      "no-prefetch": { type: "boolean" },
     },
     strict: true,
   });
@@ -65,6 +76,8 @@ async function serve(argv: string[]): Promise<void> {
       cacheSize: values["cache-size"], dockerConfig: values["docker-config"], lazy: values["no-lazy"] ? false : undefined,
       nativeCopy: values["no-native-copy"] ? false : undefined,
       containerdAddress: values["containerd-address"], traceSize: values["trace-size"], trace: values["no-trace"] ? false : undefined,
+      predictor: values.predictor, prefetchBudget: values["prefetch-budget"], prefetchGranularity: values["prefetch-granularity"],
+      prefetch: values["no-prefetch"] ? false : undefined,
     },
     values.config,
   );

@@ -34,6 +34,14 @@ export interface ServeConfig {
   traceSize: number;
   /** containerd's socket, asked what each container runs (its workload signature). */
   containerdAddress: string;
+  /** Fetch what the predictor says containers will read, before they read it. */
+  prefetch: boolean;
+  /** The predictor prefetches follow (predict/predictors.ts). */
+  predictor: string;
+  /** Compressed bytes one prefetch plan (a pull, a container start) may fetch. */
+  prefetchBudget: number;
+  /** Predicted files queued together per layer. */
+  prefetchGranularity: number;
 }
 
 export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends number ? string | number : ServeConfig[K] };
@@ -42,10 +50,13 @@ export const DEFAULT_ROOT = "/var/lib/augur";
 export const DEFAULT_SOCKET = "/run/augur/augur.sock";
 export const DEFAULT_CACHE_SIZE = 20 * 1024 ** 3;
 export const DEFAULT_TRACE_SIZE = 256 * 1024 ** 2;
+export const DEFAULT_PREDICTOR = "replay";
+export const DEFAULT_PREFETCH_BUDGET = 1024 ** 3;
+export const DEFAULT_PREFETCH_GRANULARITY = 16;
 export const DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock";
 
 /** TOML key -> setting, and what kind of value it takes. */
-const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" }> = {
+const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" | "count" }> = {
   root: { key: "root", type: "string" },
   socket: { key: "socket", type: "string" },
   api: { key: "api", type: "string" },
@@ -58,6 +69,10 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   trace: { key: "trace", type: "boolean" },
   trace_size: { key: "traceSize", type: "size" },
   containerd_address: { key: "containerdAddress", type: "string" },
+  prefetch: { key: "prefetch", type: "boolean" },
+  predictor: { key: "predictor", type: "string" },
+  prefetch_budget: { key: "prefetchBudget", type: "size" },
+  prefetch_granularity: { key: "prefetchGranularity", type: "count" },
 };
 
 export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
@@ -65,6 +80,8 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
   const root = flags.root ?? file.root ?? DEFAULT_ROOT;
   const size = flags.cacheSize ?? file.cacheSize;
   const traceSize = flags.traceSize ?? file.traceSize;
+  const budget = flags.prefetchBudget ?? file.prefetchBudget;
+  const granularity = flags.prefetchGranularity ?? file.prefetchGranularity;
   return {
     root,
     socket: flags.socket ?? file.socket ?? DEFAULT_SOCKET,
@@ -78,6 +95,10 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     trace: flags.trace ?? file.trace ?? true,
     traceSize: traceSize === undefined ? DEFAULT_TRACE_SIZE : parseSize(traceSize, "trace size"),
     containerdAddress: flags.containerdAddress ?? file.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS,
+    prefetch: flags.prefetch ?? file.prefetch ?? true,
+    predictor: flags.predictor ?? file.predictor ?? DEFAULT_PREDICTOR,
+    prefetchBudget: budget === undefined ? DEFAULT_PREFETCH_BUDGET : parseSize(budget, "prefetch budget"),
+    prefetchGranularity: granularity === undefined ? DEFAULT_PREFETCH_GRANULARITY : parseCount(granularity, "prefetch granularity"),
   };
 }
 
@@ -95,6 +116,13 @@ export function parseSize(v: string | number, what: string): number {
   throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} is not a size (bytes, or a number with K, M, G or T, e.g. "10GiB")`);
 }
 
+/** A whole number of at least 1 ("16" or 16). */
+export function parseCount(v: string | number, what: string): number {
+  const n = typeof v === "number" ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (Number.isSafeInteger(n) && n >= 1) return n;
+  throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} is not a whole number of at least 1`);
+}
+
 function readConfigFile(path: string): ServeFlags {
   let doc: Record<string, unknown>;
   try {
@@ -108,6 +136,9 @@ function readConfigFile(path: string): ServeFlags {
     if (!spec) throw new InvalidArgumentError(`config file ${path}: unknown setting ${JSON.stringify(k)} (known: ${Object.keys(KEYS).join(", ")})`);
     if (spec.type === "boolean") {
       if (typeof v !== "boolean") throw new InvalidArgumentError(`config file ${path}: ${k} must be true or false`);
+    } else if (spec.type === "count") {
+      if (typeof v !== "string" && typeof v !== "number") throw new InvalidArgumentError(`config file ${path}: ${k} must be a whole number`);
+      parseCount(v, `config file ${path}: ${k}`);
     } else if (spec.type === "size") {
       if (typeof v !== "string" && typeof v !== "number") throw new InvalidArgumentError(`config file ${path}: ${k} must be a size such as "10GiB"`);
       parseSize(v, `config file ${path}: ${k}`);

@@ -10,6 +10,7 @@ import { LRUCache } from "lru-cache";
 import { UnavailableError } from "../errdefs/errors.js";
 import type { BlobSource } from "./blob-source.js";
 import type { FetchJob, FetchPlan, FetchPriority, FetchQueue } from "./fetch-queue.js";
+import { FetchStats } from "./fetch-stats.js";
 import { adjacentRuns, rankedRuns } from "./unit-runs.js";
 import { LayerVerificationError } from "./verification.js";
 
@@ -28,6 +29,8 @@ export interface UnitFormat<T> {
 export interface UnitFetcherOptions {
   /** Bytes of verified units kept in memory for reads to come (default 32 MiB). */
   keepBytes?: number;
+  /** Where hits and misses are counted (shared by every layer of an augur). */
+  stats?: FetchStats;
 }
 
 export interface AheadRequest {
@@ -45,6 +48,9 @@ export class UnitFetcher<T extends Buffer> {
   readonly #queue: FetchQueue;
   readonly #kept: LRUCache<number, T>;
   readonly #inflight = new Map<number, Promise<T>>();
+  /** Units fetched (or being fetched) ahead that no read has asked for yet, and why. */
+  readonly #aheadOf = new Map<number, FetchPriority>();
+  readonly #stats: FetchStats;
   /** Compressed bytes requested from the blob so far. */
   fetchedBytes = 0;
 
@@ -53,6 +59,30 @@ export class UnitFetcher<T extends Buffer> {
     this.#blob = blob;
     this.#queue = queue;
     this.#kept = new LRUCache<number, T>({ maxSize: Math.max(1, opts.keepBytes ?? 32 << 20), sizeCalculation: (b) => Math.max(1, b.length) });
+    this.#stats = opts.stats ?? new FetchStats();
+  }
+
+  #size(id: number): number {
+    const b = this.#format.bounds(id);
+    return b.end - b.start;
+  }
+
+  /** Counts what a read found: fetched ahead, fetched by an earlier read, or missing. */
+  #count(ids: readonly number[]): void {
+    const st = this.#stats;
+    for (const id of new Set(ids)) {
+      const why = this.#aheadOf.get(id);
+      if (why) {
+        this.#aheadOf.delete(id);
+        st.readHitBytes += this.#size(id);
+        st.aheadUsedBytes += this.#size(id);
+        st.aheadUsedBy[why] += this.#size(id);
+      } else if (this.held(id)) {
+        st.readAgainBytes += this.#size(id);
+      } else {
+        st.readMissBytes += this.#size(id);
+      }
+    }
   }
 
   /** Whether unit `id` is in memory or being fetched. */
@@ -62,9 +92,13 @@ export class UnitFetcher<T extends Buffer> {
 
   /** The verified units `ids`, in order: kept, joined in flight, or fetched now (adjacent ones in one request). */
   get(ids: readonly number[]): Promise<T>[] {
+    this.#count(ids);
     const missing = [...new Set(ids.filter((id) => !this.held(id)))].sort((a, b) => a - b);
     // #start tracks each unit in #inflight (failures are reported to whoever awaits it)
-    for (const run of adjacentRuns(missing, (i) => this.#format.bounds(i), Infinity)) void this.#start(run, true);
+    for (const run of adjacentRuns(missing, (i) => this.#format.bounds(i), Infinity)) {
+      this.#stats.missFetches++;
+      void this.#start(run, true);
+    }
     return ids.map((id) => {
       const kept = this.#kept.get(id);
       return kept ? Promise.resolve(kept) : (this.#inflight.get(id) as Promise<T>);
@@ -87,7 +121,12 @@ export class UnitFetcher<T extends Buffer> {
         ...(req.plan ? { plan: req.plan } : {}),
         pendingBytes: () => left().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
         run: async () => {
-          const fetches = adjacentRuns(left(), bounds, Infinity).flatMap((ids) => this.#start(ids, false));
+          const ids = left();
+          for (const id of ids) {
+            this.#aheadOf.set(id, req.priority);
+            this.#stats.aheadBytes[req.priority] += this.#size(id);
+          }
+          const fetches = adjacentRuns(ids, bounds, Infinity).flatMap((run) => this.#start(run, false));
           await Promise.allSettled(fetches);
         },
       };
@@ -108,6 +147,7 @@ export class UnitFetcher<T extends Buffer> {
       const settled = p.finally(() => {
         if (this.#inflight.get(id) === settled) this.#inflight.delete(id);
       });
+      if (!demand) settled.catch(() => this.#aheadOf.delete(id)); // a failed fetch ahead bought nothing
       settled.catch(() => undefined); // the reader awaiting it reports the failure
       this.#inflight.set(id, settled);
       return settled;

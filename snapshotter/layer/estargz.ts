@@ -9,9 +9,10 @@ import { gunzipSync } from "node:zlib";
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex, type EntryInput } from "./entry-tree.js";
 import { loadToc, type LoadedToc, type TocEntry } from "./estargz-toc.js";
-import { cleanPath, type EntryType, type FileChunk, type LayerIndex } from "./layer-index.js";
+import { cleanPath, type AheadOptions, type EntryType, type FileChunk, type FileRanges, type LayerIndex } from "./layer-index.js";
 import type { BlobSource } from "../fetch/blob-source.js";
 import { DEMAND_ONLY, type FetchQueue } from "../fetch/fetch-queue.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 import { UnitFetcher } from "../fetch/unit-fetcher.js";
 import { LayerVerificationError } from "../fetch/verification.js";
 import { sha256Digest } from "../util/digest.js";
@@ -52,7 +53,7 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
   readonly #fetcher: UnitFetcher<Buffer>;
   readonly #speculative: boolean;
 
-  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc, queue: FetchQueue | undefined) {
+  private constructor(digest: string, blob: BlobSource, loaded: LoadedToc, queue: FetchQueue | undefined, stats: FetchStats | undefined) {
     const { inputs, prefetch } = fromToc(digest, loaded.toc.entries, loaded.footer.tocOffset);
     super(digest, new EntryTree(inputs, (i) => i.content));
     this.tocDigest = loaded.tocDigest;
@@ -74,6 +75,7 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
       },
       blob,
       queue ?? DEMAND_ONLY,
+      stats ? { stats } : {},
     );
   }
 
@@ -82,13 +84,30 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
    * when the manifest has one. With `queue` (prefetch/scheduler.ts), reads
    * fetch ahead beside themselves.
    */
-  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string; queue?: FetchQueue }): Promise<EStargzLayerIndex> {
-    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.queue);
+  static async open(blob: BlobSource, opts: { digest: string; tocDigest?: string; queue?: FetchQueue; stats?: FetchStats }): Promise<EStargzLayerIndex> {
+    return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.queue, opts.stats);
   }
 
   /** Compressed bytes requested from the blob for file reads. */
   get fetchedBytes(): number {
     return this.#fetcher.fetchedBytes;
+  }
+
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {
+    const ids: number[] = [];
+    const seen = new Set<number>();
+    let bytes = 0;
+    for (const f of files) {
+      for (const c of this.tree.content(f.path)?.content ?? []) {
+        if (seen.has(c.unit) || this.#fetcher.held(c.unit)) continue;
+        if (!f.ranges.some((r) => r.offset < c.offset + c.size && c.offset < r.offset + r.length)) continue;
+        seen.add(c.unit);
+        ids.push(c.unit);
+        if (c.inner === 0 || !seen.has(c.unit - 1)) bytes += c.gzEnd - c.gzStart;
+      }
+    }
+    if (ids.length) this.#fetcher.ahead({ ids, ...opts });
+    return bytes;
   }
 
   chunkFor(path: string, offset: number): FileChunk | undefined {
@@ -105,7 +124,10 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     const end = Math.min(file.entry.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
     const chunks = (file.content ?? []).filter((c) => c.offset < end && c.offset + c.size > offset);
-    const ahead = this.#speculative ? [...this.#readAhead(chunks), ...this.#ahead(path)] : []; // before the read's own fetches make its chunks look held
+    // beside misses only (a read whose chunks were fetched ahead needs no guessing), worked out
+    // before the read's own fetches make its chunks look held
+    const missed = this.#speculative && chunks.some((c) => !this.#fetcher.held(c.unit));
+    const ahead = missed ? [...this.#readAhead(chunks), ...this.#ahead(path)] : [];
     const wanted = this.#fetcher.get(chunks.map((c) => c.unit));
     this.#speculate(ahead); // once the read's own fetches have started
     const datas = await Promise.all(wanted);

@@ -2,6 +2,7 @@
 // TOC or a seekable index over a plain tar/tar+gzip/tar+zstd blob): the tar
 // entries as a tree, and verified reads of file bytes fetched by range from
 // the layer blob. After stargz-snapshotter's metadata.Reader.
+import type { FetchPlan, FetchPriority } from "../fetch/fetch-queue.js";
 
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
@@ -44,6 +45,19 @@ export interface FileChunk {
   readonly length: number;
 }
 
+/** Parts of one file: byte ranges as the workload reads them (uncompressed). */
+export interface FileRanges {
+  path: string;
+  ranges: readonly { offset: number; length: number }[];
+}
+
+export interface AheadOptions {
+  priority: FetchPriority;
+  plan?: FetchPlan;
+  /** Compressed bytes of one request at most. */
+  maxRequestBytes: number;
+}
+
 /** One layer's entries and verified file reads; all paths as in LayerEntry.path. */
 export interface LayerIndex {
   /** Digest of the compressed layer blob, named in every error. */
@@ -64,6 +78,13 @@ export interface LayerIndex {
   readFile(path: string, offset: number, length: number): Promise<Buffer>;
   /** The verification unit holding `offset` of a file, so callers can align prefetches. */
   chunkFor(path: string, offset: number): FileChunk | undefined;
+  /**
+   * Queues fetches of the units behind these parts of these files, in this
+   * order, as jobs of the fetch queue (a prefetch: nobody waits for them
+   * yet). Returns the compressed bytes queued (units already held cost
+   * nothing). Paths that are not regular files are skipped.
+   */
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number;
 }
 
 /** Whiteout prefix: `dir/.wh.name` hides `dir/name` of lower layers (OCI image spec). */

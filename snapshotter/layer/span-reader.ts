@@ -11,8 +11,10 @@ import { LRUCache } from "lru-cache";
 import { decodeFrom, ZstdCursor } from "./decoders.js";
 import type { BlobSource } from "../fetch/blob-source.js";
 import { DEMAND_ONLY, type FetchQueue } from "../fetch/fetch-queue.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 import { UnitFetcher } from "../fetch/unit-fetcher.js";
 import { LayerVerificationError } from "../fetch/verification.js";
+import type { AheadOptions } from "./layer-index.js";
 import type { IndexSpan, TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
 import { READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES } from "./speculative-fetches.js";
@@ -25,6 +27,8 @@ export interface SpanReaderOptions {
    * only what reads ask for: right for a blob on local disk.
    */
   queue?: FetchQueue;
+  /** Where reads' hits and misses are counted. */
+  stats?: FetchStats;
   /**
    * With `queue`: after a miss, the spans that follow it, up to this
    * many compressed bytes, are fetched speculatively (default READ_AHEAD_BYTES).
@@ -73,7 +77,7 @@ export class SpanReader {
       },
       blob,
       opts.queue ?? DEMAND_ONLY,
-      { keepBytes: KEPT_SPAN_BYTES },
+      { keepBytes: KEPT_SPAN_BYTES, ...(opts.stats ? { stats: opts.stats } : {}) },
     );
     this.#decoded = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
@@ -139,7 +143,8 @@ export class SpanReader {
     });
     const missingSpans = [...new Set(missing.map((w) => w.span))];
     void this.#fetcher.get(missingSpans); // starts them all at once, adjacent ones in one request; awaited per piece below
-    if (this.#speculative) this.#speculate([...this.#following(missingSpans), ...ahead.flatMap((a) => this.#spansOf(a))]);
+    // beside misses only: a read that finds its bytes fetched ahead (predicted) needs no guessing
+    if (this.#speculative && missingSpans.length) this.#speculate([...this.#following(missingSpans), ...ahead.flatMap((a) => this.#spansOf(a))]);
     const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
     const parts = bufs.map((b, k) => {
       const out = (wanted[k] as { out: number }).out;
@@ -248,6 +253,29 @@ export class SpanReader {
       out.push(i);
     }
     return out;
+  }
+
+  /**
+   * Queues fetches of the spans behind uncompressed stream ranges (in order)
+   * as jobs of the fetch queue; returns the compressed bytes queued.
+   */
+  fetchAhead(ranges: readonly { offset: number; length: number }[], opts: AheadOptions): number {
+    const ids: number[] = [];
+    const seen = new Set<number>();
+    let bytes = 0;
+    for (const r of ranges) {
+      const end = Math.min(r.offset + r.length, this.#index.uncompressedSize);
+      if (end <= r.offset) continue;
+      for (let i = this.spanAt(r.offset); i <= this.spanAt(end - 1); i++) {
+        if (seen.has(i) || this.#held(i)) continue;
+        seen.add(i);
+        ids.push(i);
+        const s = this.#index.spans[i] as IndexSpan;
+        bytes += s.end - s.start;
+      }
+    }
+    if (ids.length) this.#fetcher.ahead({ ids, ...opts });
+    return bytes;
   }
 
   /** Queues speculative fetches of `spans` (most useful first) as one batch; each request checks again when it starts. */

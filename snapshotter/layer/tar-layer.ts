@@ -4,7 +4,7 @@
 // holes as zeros without fetching anything.
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
 import { EntryTree, TreeLayerIndex } from "./entry-tree.js";
-import type { FileChunk, LayerEntry, LayerIndex } from "./layer-index.js";
+import type { AheadOptions, FileChunk, FileRanges, LayerEntry, LayerIndex } from "./layer-index.js";
 import type { BlobSource } from "../fetch/blob-source.js";
 import { SpanReader, type AheadRanges, type SpanReaderOptions } from "./span-reader.js";
 import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES } from "./speculative-fetches.js";
@@ -46,6 +46,22 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     if (rest) out.push({ ranges: rangesOf(path), maxBytes: FILE_AHEAD_BYTES });
     if (siblings.length) out.push({ ranges: siblings.flatMap(rangesOf), maxBytes: DIR_AHEAD_BYTES });
     return out;
+  }
+
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {
+    const stream: { offset: number; length: number }[] = [];
+    for (const f of files) {
+      const segments = this.tree.content(f.path)?.content;
+      if (!segments) continue;
+      for (const r of f.ranges) {
+        for (const s of segments) {
+          const lo = Math.max(r.offset, s.offset);
+          const hi = Math.min(r.offset + r.length, s.offset + s.length);
+          if (hi > lo) stream.push({ offset: s.at + (lo - s.offset), length: hi - lo });
+        }
+      }
+    }
+    return this.reader.fetchAhead(stream, opts);
   }
 
   chunkFor(path: string, offset: number): FileChunk | undefined {

@@ -36,6 +36,8 @@ export interface OverlaySnapshotterOptions {
   remote?: RemoteLayers;
   /** Unpack a lazily served layer once its whole blob is cached, and give new mounts that copy. Default true. */
   nativeCopy?: boolean;
+  /** Told when an active snapshot over lazily served layers is prepared: a container is about to start. */
+  onActivePrepared?: (active: ActiveSnapshot) => void;
   /** Told when a snapshot is removed, e.g. to end a container's access trace. */
   onRemove?: (removed: { namespace: string; key: string; id: number }) => void;
 }
@@ -57,6 +59,7 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #remote: RemoteLayers | undefined;
   readonly #nativeCopy: boolean;
   readonly #onRemove: OverlaySnapshotterOptions["onRemove"];
+  readonly #onActivePrepared: OverlaySnapshotterOptions["onActivePrepared"];
   /** Snapshot ids whose native copy is complete. */
   readonly #native = new Set<number>();
   /** Unpacking competes with starting containers for disk and CPU: one at a time. */
@@ -69,6 +72,7 @@ export class OverlaySnapshotter implements Snapshotter {
     this.#remote = opts.remote;
     this.#nativeCopy = opts.nativeCopy ?? true;
     this.#onRemove = opts.onRemove;
+    this.#onActivePrepared = opts.onActivePrepared;
     this.layout = new SnapshotLayout(root);
     mkdirSync(this.layout.snapshotsDir, { recursive: true, mode: 0o700 });
     this.#store = new MetaStore(this.layout.metadataFile);
@@ -117,7 +121,10 @@ export class OverlaySnapshotter implements Snapshotter {
     const m = /^(.*)\/(\d+)\/fs$/.exec(upperdir);
     if (!m || m[1] !== this.layout.snapshotsDir) return undefined;
     const rec = this.#store.read(() => this.#table.byId(Number(m[2])));
-    if (!rec || rec.info.kind !== "active") return undefined;
+    return rec && rec.info.kind === "active" ? this.#active(rec) : undefined;
+  }
+
+  #active(rec: SnapshotRecord): ActiveSnapshot {
     const lazyLayers: string[] = [];
     for (const pid of [...rec.parentIds].reverse()) {
       try {
@@ -164,7 +171,13 @@ export class OverlaySnapshotter implements Snapshotter {
       // containerd's remote-snapshot protocol: the layer is already there, under its chain ID.
       throw new AlreadyExistsError(`target snapshot ${JSON.stringify(target)} already exists`);
     }
-    return this.mountsOf(this.create(scope, "active", key, parent, labels, await this.parentOwner(scope, parent)));
+    const rec = this.create(scope, "active", key, parent, labels, await this.parentOwner(scope, parent));
+    // containerd's unpack snapshots (`extract-<n> <chainID>`) are not containers
+    if (this.#onActivePrepared && rec.parentIds.length && !/(^|\/)extract-/.test(key)) {
+      const active = this.#active(rec);
+      if (active.lazyLayers.length) this.#onActivePrepared(active);
+    }
+    return this.mountsOf(rec);
   }
 
   async view(scope: Scope, key: string, parent: string, labels: Labels): Promise<Mount[]> {

@@ -7,7 +7,8 @@
 //                moved on from where older suggestions were aimed)
 //
 // Queued jobs run a few at a time, fewer while demand fetches are in flight,
-// so reads keep most of the link. A job belongs to a plan (one pull, one
+// so reads keep most of the link. Read-ahead waits while predicted jobs run:
+// with a prediction, it mostly guesses worse at what they fetch anyway. A job belongs to a plan (one pull, one
 // container start) with a byte budget and can be cancelled with it.
 import type { FetchJob, FetchPlan, FetchPriority, FetchQueue } from "../fetch/fetch-queue.js";
 
@@ -57,6 +58,8 @@ export class FetchScheduler implements FetchQueue {
   readonly #speculative: FetchJob[][] = [];
   #speculativeQueued = 0;
   #running = 0;
+  /** Predicted (soon, later) jobs running: read-ahead waits for them, it mostly guesses what they fetch anyway. */
+  #runningPredicted = 0;
   #demand = 0;
   #demandFetches = 0;
   #dropped = 0;
@@ -140,11 +143,14 @@ export class FetchScheduler implements FetchQueue {
       if (plan) plan.spent += bytes;
       this.#startedBytes[job.priority] += bytes;
       this.#running++;
+      const predicted = job.priority !== "speculative";
+      if (predicted) this.#runningPredicted++;
       void job
         .run()
         .catch(() => undefined)
         .finally(() => {
           this.#running--;
+          if (predicted) this.#runningPredicted--;
           this.#pump();
         });
     }
@@ -159,6 +165,7 @@ export class FetchScheduler implements FetchQueue {
         if (job) return job;
         continue;
       }
+      if (this.#runningPredicted > 0) return undefined;
       const batch = this.#speculative[this.#speculative.length - 1];
       const job = batch?.shift();
       if (!batch || !job) return undefined;

@@ -7,6 +7,7 @@
 import { createReadStream } from "node:fs";
 import { CachedBlob } from "../fetch/cached-blob.js";
 import type { FetchQueue } from "../fetch/fetch-queue.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -28,6 +29,7 @@ export class LayerOpener {
     private readonly cache: LayerCache,
     /** Where fetches ahead of reads queue (prefetch/scheduler.ts). */
     private readonly queue: FetchQueue,
+    private readonly stats: FetchStats,
   ) {}
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
@@ -46,10 +48,10 @@ export class LayerOpener {
 
   /** The layer's index; for eStargz this fetches the footer and TOC. */
   async open(spec: RemoteLayerSpec, blob: CachedBlob): Promise<LayerIndex> {
-    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, queue: this.queue });
+    if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, queue: this.queue, stats: this.stats });
     const cached = await this.#cachedIndex(spec);
     // spans come over the network: fetch ahead of the reads beside them
-    if (cached) return new TarLayerIndex(cached, blob, { queue: this.queue });
+    if (cached) return new TarLayerIndex(cached, blob, { queue: this.queue, stats: this.stats });
     const path = await this.cache.blobPath(spec.layerDigest);
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })

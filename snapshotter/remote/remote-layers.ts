@@ -4,6 +4,7 @@
 import pLimit from "p-limit";
 import type { CachedBlob } from "../fetch/cached-blob.js";
 import type { FetchQueue } from "../fetch/fetch-queue.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -29,8 +30,23 @@ export interface RemoteLayersOptions {
   cache: LayerCache;
   /** The fetch scheduler every layer's fetches ahead of reads go through. */
   queue: FetchQueue;
+  /** Hits and misses of reads, over every layer. */
+  stats: FetchStats;
   mount: LayerMounter;
   platform?: string;
+  /** Told once per pull, at the image's first Prepare: what is being pulled. */
+  onImage?: (image: PulledImage) => void;
+  /** Told when a layer's index (TOC or seekable index) is ready for reads and prefetches. */
+  onLayerReady?: (digest: string) => void;
+}
+
+/** An image whose layers containerd is preparing. */
+export interface PulledImage {
+  ref: string;
+  /** Manifest digest. */
+  manifest: string;
+  /** Layer digests, bottom first. */
+  layers: string[];
 }
 
 /** A layer opened before its Prepare came (see #openRest). */
@@ -64,10 +80,12 @@ export class RemoteLayers {
   readonly #early = new Map<string, EarlyOpen>();
   /** Manifests whose layers were opened early, and when. */
   readonly #openedFor = new Map<string, number>();
+  /** Indexes ready for reads and prefetches, by layer digest. */
+  readonly #ready = new Map<string, LayerIndex>();
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue);
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats);
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */
@@ -80,17 +98,18 @@ export class RemoteLayers {
 
   /**
    * containerd prepares an image's layers one after another, each waiting for
-   * the one before. The image's other eStargz layers are opened now, so their
-   * Prepares find them ready: two round trips and a TOC parse per layer off
-   * the pull's path. (A cached index is not: loading one is CPU on this
-   * thread, which would only delay the Prepare in hand.) Opens no Prepare
-   * claims within MANIFEST_TTL_MS are dropped.
+   * the one before. The image's other eStargz layers, and those whose index
+   * is cached, are opened now, so their Prepares find them ready and their
+   * predicted files can be fetched from the start of the pull (two round
+   * trips and a TOC parse, or an index load, per layer off the pull's path).
+   * Opens no Prepare claims within MANIFEST_TTL_MS are dropped.
    */
   #openRest(source: LayerSource, image: ResolvedImage): void {
     const now = Date.now();
     for (const [manifest, at] of this.#openedFor) if (now - at > MANIFEST_TTL_MS) this.#openedFor.delete(manifest);
     if (this.#openedFor.has(image.digest)) return; // once per pull, not once per layer
     this.#openedFor.set(image.digest, now);
+    this.#opts.onImage?.({ ref: source.imageRef, manifest: image.digest, layers: image.layers.map((l) => l.digest) });
     const mounted = new Set([...this.#mounted.values()].map((m) => m.spec.layerDigest));
     for (const desc of image.layers) {
       if (desc.digest === source.layerDigest || this.#early.has(desc.digest) || mounted.has(desc.digest)) continue;
@@ -100,17 +119,48 @@ export class RemoteLayers {
       } catch {
         continue; // its own Prepare reports why
       }
-      if (!spec.tocDigest) continue;
-      const blob = this.#opener.blobOf(spec);
-      const index = this.#opener.open(spec, blob);
-      const early = { blob, index };
-      this.#early.set(desc.digest, early);
-      const drop = (): void => {
-        if (this.#early.get(desc.digest) === early) this.#early.delete(desc.digest);
-      };
-      index.catch(drop);
-      setTimeout(drop, MANIFEST_TTL_MS).unref();
+      void this.#openEarly(spec);
     }
+  }
+
+  /**
+   * Opens a layer before its Prepare when that costs no stream: an eStargz
+   * TOC (two requests) or an index in the cache (read from disk), so
+   * predicted files can be fetched before containerd gets to the layer.
+   */
+  async #openEarly(spec: RemoteLayerSpec): Promise<void> {
+    const format = await this.#opener.formatOf(spec);
+    if (format !== "estargz" && format !== "indexed") return;
+    // its Prepare may have come meanwhile
+    if (this.#early.has(spec.layerDigest) || [...this.#mounted.values()].some((m) => m.spec.layerDigest === spec.layerDigest)) return;
+    const blob = this.#opener.blobOf(spec);
+    const index = this.#opener.open(spec, blob);
+    const early = { blob, index };
+    this.#early.set(spec.layerDigest, early);
+    this.#noteReady(spec.layerDigest, index);
+    const drop = (): void => {
+      if (this.#early.get(spec.layerDigest) !== early) return;
+      this.#early.delete(spec.layerDigest);
+      if (![...this.#mounted.values()].some((m) => m.spec.layerDigest === spec.layerDigest)) this.#ready.delete(spec.layerDigest);
+    };
+    index.catch(drop);
+    setTimeout(drop, MANIFEST_TTL_MS).unref();
+  }
+
+  #noteReady(digest: string, index: Promise<LayerIndex>): void {
+    index.then(
+      (i) => {
+        if (this.#ready.get(digest) === i) return;
+        this.#ready.set(digest, i);
+        this.#opts.onLayerReady?.(digest);
+      },
+      () => undefined, // reported by whoever opened it
+    );
+  }
+
+  /** The layer's index, if it is open and ready (mounted, or opened early for a pull). */
+  readyIndex(digest: string): LayerIndex | undefined {
+    return this.#ready.get(digest);
   }
 
   /** Mounts the layer at `dir`. Returns once the mount is up; a first-contact layer keeps streaming. */
@@ -134,6 +184,7 @@ export class RemoteLayers {
       // in the background (a bad one is rebuilt by streaming), and a first
       // contact streams on, so containerd's next Prepare need not wait.
       const opening = view.start();
+      this.#noteReady(spec.layerDigest, opening);
       if (format === "estargz") await opening;
       else opening.catch((err: unknown) => log.error("layer could not be opened; the next read retries", { layer: spec.layerDigest, error: errorMessage(err) }));
       const mounted = await this.#opts.mount(dir, view);
@@ -155,6 +206,7 @@ export class RemoteLayers {
     if (!m) return;
     this.#mounted.delete(dir);
     m.unpin();
+    if (![...this.#mounted.values()].some((o) => o.spec.layerDigest === m.spec.layerDigest)) this.#ready.delete(m.spec.layerDigest);
     await m.unmount();
   }
 

@@ -34,8 +34,13 @@ export function containerIdOf(namespace: string, snapshotKey: string): string {
   return m && m[1] === namespace ? (m[2] as string) : snapshotKey;
 }
 
-/** How long (and how often) to look for a container record that does not exist yet. */
-const LOOKUP_ATTEMPTS_MS = [0, 100, 250, 500, 1000, 2000];
+/**
+ * How long (and how often) to look for a container record that does not
+ * exist yet. containerd creates it only after the client has set the
+ * container up, which can mean reading the image's /etc/group through a
+ * layer that is still streaming.
+ */
+const LOOKUP_ATTEMPTS_MS = [0, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800];
 
 export class WorkloadSource {
   readonly #clients = new Map<string, ContainerdClient>();
@@ -53,6 +58,11 @@ export class WorkloadSource {
       w = this.#lookup(c);
       this.#known.set(id, w);
       if (this.#known.size > 1024) this.#known.delete(this.#known.keys().next().value as string);
+      // a workload known by its layers only is asked again next time
+      const asked = w;
+      void asked.then((found) => {
+        if (!found.args.length && !found.manifest && this.#known.get(id) === asked) this.#known.delete(id);
+      });
     }
     return w;
   }

@@ -20,6 +20,8 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toEqual({
       root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true, nativeCopy: true,
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
+      trace: true, traceSize: 256 * 1024 ** 2, containerdAddress: "/run/containerd/containerd.sock",
+      prefetch: true, predictor: "replay", prefetchBudget: 1024 ** 3, prefetchGranularity: 16,
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
   });
@@ -36,6 +38,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ cacheSize: "lots" })).toThrow(/cache size "lots" is not a size/);
     expect(() => loadConfig({}, file("cache_size = -1"))).toThrow(/cache_size .* is not a size/);
     expect(() => loadConfig({}, file('lazy = "yes"'))).toThrow(/lazy must be true or false/);
+  });
+  it("reads tracing and prefetch settings", () => {
+    const f = file('trace = false\ntrace_size = "1MiB"\ncontainerd_address = "/c.sock"\npredictor = "markov"\nprefetch_budget = "64MiB"\nprefetch_granularity = 4\n');
+    expect(loadConfig({}, f)).toMatchObject({ trace: false, traceSize: 1024 ** 2, containerdAddress: "/c.sock", predictor: "markov", prefetchBudget: 64 * 1024 ** 2, prefetchGranularity: 4 });
+    expect(loadConfig({ prefetchGranularity: "8", prefetch: false }, f)).toMatchObject({ prefetchGranularity: 8, prefetch: false });
+    expect(() => loadConfig({}, file("prefetch_granularity = 0"))).toThrow(/prefetch_granularity 0 is not a whole number of at least 1/);
+    expect(() => loadConfig({ prefetchGranularity: "two" })).toThrow(/prefetch granularity "two" is not a whole number/);
+    expect(() => loadConfig({}, file('trace_size = "huge"'))).toThrow(/trace_size "huge" is not a size/);
   });
   it("names what is wrong in a bad file", () => {
     expect(() => loadConfig({}, file("root = ["))).toThrow(/cannot read config file/);
