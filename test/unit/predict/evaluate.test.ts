@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { evaluate, folds, median, overlapBytes, percentile, renderMarkdown, type EvaluationResult, type Metrics, type SplitName } from "../../../snapshotter/predict/evaluate.js";
-import type { PredictQuery, PredictedFile, Predictor } from "../../../snapshotter/predict/predictor.js";
+import { predictorNames, type PredictQuery, type PredictedFile, type Predictor } from "../../../snapshotter/predict/predictor.js";
 import "../../../snapshotter/predict/predictors.js";
 import { makeTrace } from "./helpers.js";
 
@@ -127,5 +127,19 @@ describe("evaluation", () => {
     // no other workload: nothing to leave out
     expect(row(r, "stub", "leave-one-workload-out").traces).toBe(0);
     expect(row(r, "stub", "leave-one-workload-out").precision).toBeNull();
+  });
+
+  it("runs every registered predictor within the Predictor contract", async () => {
+    const names = predictorNames();
+    expect([...names].sort()).toEqual(["frequency", "gru", "locality", "markov", "replay"]);
+    const r = await evaluate([t1, t2, t3], names);
+    expect(r.rows.length).toBe(3 * names.length);
+    for (const { metrics } of r.rows) {
+      expect(metrics.contractViolations).toBe(0);
+      expect(metrics.correctBytes).toBeLessThanOrEqual(metrics.predictedBytes);
+      expect(metrics.startupPredictedBytes).toBeLessThanOrEqual(metrics.startupBytes);
+    }
+    expect(row(r, "gru", "later-runs").modelBytes).toBeGreaterThan(0);
+    expect(row(r, "replay", "later-runs").modelBytes).toBeNull();
   });
 });
