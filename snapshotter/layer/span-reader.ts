@@ -67,6 +67,7 @@ export class SpanReader {
     this.#fetcher = new UnitFetcher<Buffer>(
       {
         digest: index.digest,
+        count: spans.length,
         bounds: (i) => spans[i] as IndexSpan,
         verify: (i, input) => {
           const s = spans[i] as IndexSpan;

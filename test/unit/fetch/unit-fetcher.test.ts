@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { FetchStats } from "../../../snapshotter/fetch/fetch-stats.js";
+import { UnitFetcher, type UnitFormat } from "../../../snapshotter/fetch/unit-fetcher.js";
+import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
+import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
+import { countingSource } from "../layer/helpers.js";
+
+/** 16 units of 1000 bytes each over a blob whose unit i is all byte i; unit `bad` fails its check. */
+function setup(opts: { bad?: number; alignBytes?: number } = {}) {
+  const blob = Buffer.concat(Array.from({ length: 16 }, (_, i) => Buffer.alloc(1000, i)));
+  const src = countingSource(blob);
+  const format: UnitFormat<Buffer> = {
+    digest: "sha256:test",
+    count: 16,
+    bounds: (i) => ({ start: i * 1000, end: (i + 1) * 1000 }),
+    verify: (i, bytes) => {
+      if (i === opts.bad || bytes.some((b) => b !== i)) throw new LayerVerificationError("sha256:test", `unit ${i} is bad`);
+      return bytes;
+    },
+  };
+  const stats = new FetchStats();
+  const scheduler = new FetchScheduler();
+  const fetcher = new UnitFetcher(format, src, scheduler, { stats, ...(opts.alignBytes ? { alignBytes: opts.alignBytes } : {}) });
+  return { src, stats, scheduler, fetcher };
+}
+
+describe("UnitFetcher", () => {
+  it("fetches a read's adjacent units in one request, joins fetches in flight, and keeps what it verified", async () => {
+    const { src, fetcher, stats } = setup();
+    const [a, b] = fetcher.get([3, 4]);
+    const [again] = fetcher.get([4]); // in flight: joined, not fetched twice
+    expect((await a)?.[0]).toBe(3);
+    expect((await b)?.[0]).toBe(4);
+    expect((await again)?.[0]).toBe(4);
+    expect(src.calls).toEqual([{ offset: 3000, length: 2000 }]);
+    expect(stats.readMissBytes).toBe(2000);
+    expect(stats.readAgainBytes).toBe(1000);
+  });
+
+  it("a unit that fails its check fails alone, and is fetched again by the next read", async () => {
+    const { src, fetcher } = setup({ bad: 5 });
+    const [good, bad] = fetcher.get([4, 5]);
+    expect((await good)?.[0]).toBe(4);
+    await expect(bad).rejects.toThrow(/unit 5 is bad/);
+    await expect(fetcher.get([5])[0]).rejects.toThrow(LayerVerificationError);
+    expect(src.calls).toHaveLength(2);
+  });
+
+  it("with aligned blocks a read's request takes the whole units around it, counted as read-ahead", async () => {
+    const { src, fetcher, stats } = setup({ alignBytes: 4000 });
+    await fetcher.get([5])[0];
+    expect(src.calls).toEqual([{ offset: 4000, length: 4000 }]); // units 4..7: block 4000-8000
+    expect(stats.aheadBytes.speculative).toBe(3000);
+    await fetcher.get([7])[0]; // came along
+    expect(src.calls).toHaveLength(1);
+    expect(stats.readHitBytes).toBe(1000);
+    expect(stats.precision).toBeCloseTo(1 / 3);
+  });
+
+  it("fetches ahead through the queue, and a later read of those units counts as a hit", async () => {
+    const { src, fetcher, stats, scheduler } = setup();
+    fetcher.ahead({ ids: [10, 11, 2], priority: "soon", maxRequestBytes: 2000 });
+    await scheduler.idle();
+    expect(src.calls).toEqual([{ offset: 10000, length: 2000 }, { offset: 2000, length: 1000 }]);
+    expect(stats.aheadBytes.soon).toBe(3000);
+    await Promise.all(fetcher.get([10, 11, 12]));
+    expect(stats.readHitBytes).toBe(2000);
+    expect(stats.readMissBytes).toBe(1000);
+    expect(stats.aheadUsedBy.soon).toBe(2000);
+    expect(stats.recall).toBeCloseTo(2 / 3);
+  });
+});
