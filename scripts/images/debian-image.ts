@@ -25,6 +25,7 @@ import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { layerTar, writeImageLayout } from "./oci-image.js";
+import { APP_LAYERS } from "./workload-apps.js";
 import { removeScratch, run, runOk, scratchDir, unmountBelow } from "../lib/processes.js";
 
 export const DEFAULT_CACHE = process.env.AUGUR_BENCH_CACHE ?? "/var/cache/augur-bench";
@@ -62,12 +63,54 @@ export const WORKLOADS: Record<string, Workload> = {
     ready: "READY",
     description: "gcc -O2 compiles /app/hello.c (stdio + math), then runs it",
   },
+  // Workloads people start often, for traces and predictions (workload-apps.ts, docs/prediction.md).
+  "py-web": {
+    name: "py-web",
+    repo: "bench/py-web",
+    layers: ["base", "toolchain", "python", "py-web"],
+    cmd: ["python3", "/app/web.py"],
+    ready: "READY",
+    description: "a python WSGI web app answering one request",
+  },
+  "py-data": {
+    name: "py-data",
+    repo: "bench/py-data",
+    layers: ["base", "toolchain", "python", "py-data"],
+    cmd: ["python3", "/app/main.py"],
+    ready: "READY",
+    description: "a python data script importing its own modules (csv, sqlite3, statistics)",
+  },
+  "node-tool": {
+    name: "node-tool",
+    repo: "bench/node-tool",
+    layers: ["base", "nodejs", "node-tool"],
+    cmd: ["node", "/app/tool.js"],
+    ready: "READY",
+    description: "a node command-line tool (fs, zlib, crypto)",
+  },
+  "shell-tool": {
+    name: "shell-tool",
+    repo: "bench/shell-tool",
+    layers: ["base", "shell-tool"],
+    cmd: ["/app/tool.sh"],
+    ready: "READY",
+    description: "a shell-script tool (find, grep, sed, awk, tar, gzip, sha256sum)",
+  },
+  "gcc-build": {
+    name: "gcc-build",
+    repo: "bench/gcc-build",
+    layers: ["base", "toolchain", "gcc-build"],
+    cmd: ["sh", "-c", "make -s -C /app/proj && /tmp/proj"],
+    ready: "READY",
+    description: "make builds a three-file C project, then runs it",
+  },
 };
 
 /** apt layers: packages installed on top of the layers before them. */
 const APT_LAYERS: Record<string, { packages: string[]; parent: string }> = {
   toolchain: { parent: "base", packages: ["ca-certificates", "curl", "netbase", "gcc", "libc6-dev", "make"] },
   python: { parent: "toolchain", packages: ["python3", "python3-pip", "python3-venv", "python3-dev"] },
+  nodejs: { parent: "base", packages: ["nodejs"] },
 };
 
 const HELLO_C = `#include <math.h>
@@ -204,28 +247,34 @@ async function overlayToOci(upper: string, lowers: string[]): Promise<void> {
 async function buildLayerTars(cache: string): Promise<Record<string, string>> {
   mkdirSync(join(cache, "layers"), { recursive: true });
   const tars: Record<string, string> = {};
-  const wanted = ["base", ...Object.keys(APT_LAYERS), "gcc-app"];
+  const wanted = ["base", ...Object.keys(APT_LAYERS), "gcc-app", ...Object.keys(APP_LAYERS)];
   const missing = wanted.filter((n) => !existsSync(join(cache, "layers", `${n}.tar`)));
   if (missing.length > 0) {
     const work = scratchDir("augur-img-");
     try {
       tars.base = await buildBase(cache, work);
-      const aptMissing = Object.keys(APT_LAYERS).filter((n) => missing.includes(n));
-      if (aptMissing.length > 0) {
-        // Rebuild the whole apt chain: each layer's overlay needs the ones below in overlay form.
+      // A missing apt layer is built with the apt layers below it (each overlay needs the ones
+      // below in overlay form); layers on other chains stay as they are.
+      const order = Object.keys(APT_LAYERS);
+      const ancestors = (n: string): string[] => {
+        const out: string[] = [];
+        for (let p = APT_LAYERS[n]?.parent; p && p !== "base"; p = APT_LAYERS[p]?.parent) out.push(p);
+        return out;
+      };
+      const rebuild = new Set(order.filter((n) => missing.includes(n)).flatMap((n) => [n, ...ancestors(n)]));
+      if (rebuild.size > 0) {
         const baseRoot = join(work, "base-extracted");
         mkdirSync(baseRoot, { recursive: true });
         await sh("tar", ["-C", baseRoot, "--numeric-owner", "-xpf", tars.base]);
         const uppers: Record<string, string> = { base: baseRoot };
         const chains: Record<string, string[]> = {};
-        const order = ["toolchain", "python"];
-        for (const name of order) {
+        for (const name of order.filter((n) => rebuild.has(n))) {
           const chain: string[] = [];
           for (let p: string | undefined = APT_LAYERS[name]?.parent; p; p = APT_LAYERS[p]?.parent) chain.push(uppers[p] ?? "");
           chains[name] = chain;
           uppers[name] = await aptOverlay(work, name, chain, APT_LAYERS[name]?.packages ?? []);
         }
-        for (const name of order) {
+        for (const name of order.filter((n) => rebuild.has(n))) {
           const upper = uppers[name] ?? "";
           await overlayToOci(upper, chains[name] ?? []);
           await tarDir(upper, join(cache, "layers", `${name}.tar`));
@@ -237,6 +286,9 @@ async function buildLayerTars(cache: string): Promise<Record<string, string>> {
           { type: "file", path: "app/hello.c", content: HELLO_C },
         ]);
         writeFileSync(join(cache, "layers", "gcc-app.tar"), t);
+      }
+      for (const [name, entries] of Object.entries(APP_LAYERS)) {
+        if (missing.includes(name)) writeFileSync(join(cache, "layers", `${name}.tar`), await layerTar(entries));
       }
     } finally {
       await removeScratch(work);

@@ -8,6 +8,7 @@ import { Daemon } from "../daemon.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { PULL_USAGE, pullCommand } from "../pull/pull-command.js";
 import { TRACE_USAGE, traceCommand } from "../trace/trace-command.js";
+import { PREDICT_USAGE, predictCommand } from "../predict/predict-command.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -37,7 +38,7 @@ Usage:
       --prefetch-granularity N  predicted files queued together per layer
                       (default 16)
       --no-prefetch   fetch only what reads ask for (and read-ahead)
-${PULL_USAGE}${TRACE_USAGE}  augur version
+${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}  augur version
   augur help
 `;
 
@@ -115,6 +116,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     case "trace":
       return traceCommand(rest);
+    case "predict":
+      return predictCommand(rest);
     case "version":
     case "--version":
       process.stdout.write(`augur ${version()}\n`);

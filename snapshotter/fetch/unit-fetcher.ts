@@ -60,6 +60,8 @@ export class UnitFetcher<T extends Buffer> {
   /** Units fetched (or being fetched) ahead that no read has asked for yet, and why. */
   readonly #aheadOf = new Map<number, FetchPriority>();
   readonly #stats: FetchStats;
+  /** This layer's own figures (the shared ones sum every layer). */
+  readonly layerStats = new FetchStats();
   readonly #align: number;
   /** Compressed bytes requested from the blob so far. */
   fetchedBytes = 0;
@@ -80,20 +82,28 @@ export class UnitFetcher<T extends Buffer> {
 
   /** Counts what a read found: fetched ahead, fetched by an earlier read, or missing. */
   #count(ids: readonly number[]): void {
-    const st = this.#stats;
     for (const id of new Set(ids)) {
       const why = this.#aheadOf.get(id);
-      if (why) {
-        this.#aheadOf.delete(id);
-        st.readHitBytes += this.#size(id);
-        st.aheadUsedBytes += this.#size(id);
-        st.aheadUsedBy[why] += this.#size(id);
-      } else if (this.held(id)) {
-        st.readAgainBytes += this.#size(id);
-      } else {
-        st.readMissBytes += this.#size(id);
+      const n = this.#size(id);
+      if (why) this.#aheadOf.delete(id);
+      for (const st of [this.#stats, this.layerStats]) {
+        if (why) {
+          st.readHitBytes += n;
+          st.aheadUsedBytes += n;
+          st.aheadUsedBy[why] += n;
+        } else if (this.held(id)) {
+          st.readAgainBytes += n;
+        } else {
+          st.readMissBytes += n;
+        }
       }
     }
+  }
+
+  #countAhead(id: number, why: FetchPriority): void {
+    this.#aheadOf.set(id, why);
+    this.#stats.aheadBytes[why] += this.#size(id);
+    this.layerStats.aheadBytes[why] += this.#size(id);
   }
 
   /** Whether unit `id` is in memory or being fetched. */
@@ -108,6 +118,7 @@ export class UnitFetcher<T extends Buffer> {
     // #start tracks each unit in #inflight (failures are reported to whoever awaits it)
     for (const run of adjacentRuns(missing, (i) => this.#format.bounds(i), Infinity)) {
       this.#stats.missFetches++;
+      this.layerStats.missFetches++;
       void this.#start(this.#aligned(run), true);
     }
     return ids.map((id) => {
@@ -133,10 +144,7 @@ export class UnitFetcher<T extends Buffer> {
         pendingBytes: () => left().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
         run: async () => {
           const ids = left();
-          for (const id of ids) {
-            this.#aheadOf.set(id, req.priority);
-            this.#stats.aheadBytes[req.priority] += this.#size(id);
-          }
+          for (const id of ids) this.#countAhead(id, req.priority);
           const fetches = adjacentRuns(ids, bounds, Infinity).flatMap((run) => this.#start(run, false));
           await Promise.allSettled(fetches);
         },
@@ -157,10 +165,7 @@ export class UnitFetcher<T extends Buffer> {
     const after: number[] = [];
     for (let i = (run[run.length - 1] as number) + 1; i < f.count && f.bounds(i).end <= hi && !this.held(i); i++) after.push(i);
     // bytes nobody asked for: counted as read-ahead, so precision stays honest
-    for (const id of [...before, ...after]) {
-      this.#aheadOf.set(id, "speculative");
-      this.#stats.aheadBytes.speculative += this.#size(id);
-    }
+    for (const id of [...before, ...after]) this.#countAhead(id, "speculative");
     return [...before, ...run, ...after];
   }
 

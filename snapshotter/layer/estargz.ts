@@ -95,6 +95,11 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.queue, opts.stats);
   }
 
+  /** This layer's read hits and misses. */
+  get fetchStats(): FetchStats {
+    return this.#fetcher.layerStats;
+  }
+
   /** Compressed bytes requested from the blob for file reads. */
   get fetchedBytes(): number {
     return this.#fetcher.fetchedBytes;

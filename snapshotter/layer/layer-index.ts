@@ -3,6 +3,7 @@
 // entries as a tree, and verified reads of file bytes fetched by range from
 // the layer blob. After stargz-snapshotter's metadata.Reader.
 import type { FetchPlan, FetchPriority } from "../fetch/fetch-queue.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
@@ -85,6 +86,8 @@ export interface LayerIndex {
    * nothing). Paths that are not regular files are skipped.
    */
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number;
+  /** This layer's read hits and misses (fetch/fetch-stats.ts). */
+  readonly fetchStats: FetchStats;
 }
 
 /** Whiteout prefix: `dir/.wh.name` hides `dir/name` of lower layers (OCI image spec). */

@@ -117,6 +117,11 @@ export class SpanReader {
     return this.#speculative;
   }
 
+  /** This layer's read hits and misses. */
+  get fetchStats(): FetchStats {
+    return this.#fetcher.layerStats;
+  }
+
   /** Compressed bytes requested from the blob so far. */
   get fetchedBytes(): number {
     return this.#fetcher.fetchedBytes;

@@ -3,6 +3,7 @@
 // verified span reads of the blob (span-reader.ts). Sparse files read their
 // holes as zeros without fetching anything.
 import { FailedPreconditionError, NotFoundError } from "../errdefs/errors.js";
+import type { FetchStats } from "../fetch/fetch-stats.js";
 import { EntryTree, TreeLayerIndex } from "./entry-tree.js";
 import type { AheadOptions, FileChunk, FileRanges, LayerEntry, LayerIndex } from "./layer-index.js";
 import type { BlobSource } from "../fetch/blob-source.js";
@@ -46,6 +47,10 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     if (rest) out.push({ ranges: rangesOf(path), maxBytes: FILE_AHEAD_BYTES });
     if (siblings.length) out.push({ ranges: siblings.flatMap(rangesOf), maxBytes: DIR_AHEAD_BYTES });
     return out;
+  }
+
+  get fetchStats(): FetchStats {
+    return this.reader.fetchStats;
   }
 
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {

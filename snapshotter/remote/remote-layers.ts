@@ -70,6 +70,14 @@ export interface RemoteLayerStatus {
   format: LayerFormat;
   ready: boolean;
   fetchedBytes: number;
+  /** Compressed bytes reads found fetched ahead, and had to fetch themselves. */
+  readHitBytes: number;
+  readMissBytes: number;
+  /** Compressed bytes fetched ahead of reads (predicted and read-ahead). */
+  aheadBytes: number;
+  /** Of those, fetched for a prediction, and used by a read since. */
+  predictedBytes: number;
+  predictedUsedBytes: number;
 }
 
 export class RemoteLayers {
@@ -247,6 +255,7 @@ export class RemoteLayers {
   status(): RemoteLayerStatus[] {
     return [...this.#mounted.entries()].map(([dir, m]) => ({
       dir, layer: m.spec.layerDigest, format: m.format, ready: m.view.ready !== undefined, fetchedBytes: m.blob.fetchedBytes,
+      ...layerFigures(m.view.ready?.fetchStats),
     }));
   }
 
@@ -287,4 +296,13 @@ export class RemoteLayers {
       log.warn("prefetch of landmark files failed; reads fetch on demand", { layer: spec.layerDigest, error: errorMessage(err) });
     }
   }
+}
+
+function layerFigures(st: FetchStats | undefined): Pick<RemoteLayerStatus, "readHitBytes" | "readMissBytes" | "aheadBytes" | "predictedBytes" | "predictedUsedBytes"> {
+  if (!st) return { readHitBytes: 0, readMissBytes: 0, aheadBytes: 0, predictedBytes: 0, predictedUsedBytes: 0 };
+  const a = st.aheadBytes;
+  return {
+    readHitBytes: st.readHitBytes, readMissBytes: st.readMissBytes, aheadBytes: a.soon + a.later + a.speculative,
+    predictedBytes: a.soon + a.later, predictedUsedBytes: st.aheadUsedBy.soon + st.aheadUsedBy.later,
+  };
 }

@@ -69,4 +69,23 @@ describe("UnitFetcher", () => {
     expect(stats.aheadUsedBy.soon).toBe(2000);
     expect(stats.recall).toBeCloseTo(2 / 3);
   });
+
+  it("a read never waits behind a large prefetch: its fetch starts at once", async () => {
+    const blob = Buffer.concat(Array.from({ length: 64 }, (_, i) => Buffer.alloc(1000, i)));
+    const slow = { size: blob.length, read: async (offset: number, length: number) => {
+      await new Promise((r) => setTimeout(r, 50)); // every request: 50 ms
+      return blob.subarray(offset, offset + length);
+    } };
+    const scheduler = new FetchScheduler({ concurrency: 4 });
+    const fetcher = new UnitFetcher<Buffer>({ digest: "sha256:t", count: 64, bounds: (i) => ({ start: i * 1000, end: (i + 1) * 1000 }), verify: (_i, b) => b }, slow, scheduler);
+    // 60 units ahead, one request each: 15 rounds of 4, about 750 ms
+    fetcher.ahead({ ids: Array.from({ length: 60 }, (_, i) => i), priority: "soon", maxRequestBytes: 1000 });
+    const t0 = performance.now();
+    const got = await fetcher.get([63])[0];
+    const waited = performance.now() - t0;
+    expect(got?.[0]).toBe(63);
+    expect(waited).toBeLessThan(200); // one request's time, not the queue's
+    expect(scheduler.pending).toBeGreaterThan(20); // the prefetch was still going
+    await scheduler.idle();
+  });
 });
