@@ -49,7 +49,7 @@ export class Daemon {
     const fetchStats = new FetchStats();
     const traces = config.trace && cache ? new TraceStore({ dir: traceDir(config.root), maxBytes: config.traceSize }) : undefined;
     // Parts that answer questions about each other are opened in order; these late ones are asked through `late`.
-    const late: { snapshotter?: OverlaySnapshotter; remote?: RemoteLayers } = {};
+    const late: { snapshotter?: OverlaySnapshotter; remote?: RemoteLayers; metrics?: Metrics } = {};
     const tracer = traces
       ? new Tracer({
           store: traces,
@@ -79,7 +79,11 @@ export class Daemon {
           cache,
           queue: scheduler,
           stats: fetchStats,
-          mount: (dir, view) => mountLayer(dir, view, tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
+          mount: (dir, view) =>
+            mountLayer(dir, view, {
+              ...(tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
+              onOperation: (op, seconds) => late.metrics?.observeFuse(op, seconds),
+            }),
           onImage: (image) => prefetcher?.imagePulling(image),
           onLayerReady: (digest) => prefetcher?.layerReady(digest),
         })
@@ -102,7 +106,8 @@ export class Daemon {
     late.snapshotter = snapshotter;
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
     void learner?.retrain();
-    const metrics = new Metrics(snapshotter);
+    const metrics = new Metrics(snapshotter, fetchStats);
+    late.metrics = metrics;
 
     const server = new grpc.Server();
     server.addService(

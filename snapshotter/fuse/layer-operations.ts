@@ -152,3 +152,23 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
     rmdir: readOnly,
   };
 }
+
+/** Told how long each FUSE operation took augur to answer, in seconds. */
+export type OperationTimer = (op: string, seconds: number) => void;
+
+/** `ops` with every handler timed from its call to its answer (what a latency histogram shows). */
+export function timedOperations(ops: Fuse.Operations, timer: OperationTimer): Fuse.Operations {
+  const out: Record<string, (...args: unknown[]) => void> = {};
+  for (const [op, handler] of Object.entries(ops) as [string, (...args: unknown[]) => void][]) {
+    out[op] = (...args: unknown[]) => {
+      const started = performance.now();
+      const answer = args[args.length - 1] as (...result: unknown[]) => void;
+      args[args.length - 1] = (...result: unknown[]): void => {
+        timer(op, (performance.now() - started) / 1000);
+        answer(...result);
+      };
+      handler(...args);
+    };
+  }
+  return out;
+}

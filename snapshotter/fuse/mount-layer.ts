@@ -16,7 +16,7 @@ import type { LayerView } from "../layer/layer-view.js";
 import { isMountPoint } from "../util/mountinfo.js";
 import { logger } from "../util/logging.js";
 import { LayerFuse } from "./layer-fuse.js";
-import { layerOperations, type AccessObserver } from "./layer-operations.js";
+import { layerOperations, timedOperations, type AccessObserver, type OperationTimer } from "./layer-operations.js";
 import { LayerPresentation } from "./layer-presentation.js";
 
 const log = logger("fuse");
@@ -45,6 +45,8 @@ export interface MountLayerOptions {
   onAccess?: AccessObserver;
   /** Milliseconds before an operation still waiting on the layer answers ETIMEDOUT (default 120000). */
   opTimeoutMs?: number;
+  /** Told how long each operation took to answer. */
+  onOperation?: OperationTimer;
 }
 
 export interface MountedLayer {
@@ -67,7 +69,8 @@ export interface MountedLayer {
 export async function mountLayer(dir: string, view: LayerView, opts: MountLayerOptions = {}): Promise<MountedLayer> {
   const mnt = resolve(dir);
   await unmountStale(mnt);
-  const ops = layerOperations(new LayerPresentation(view), log, opts.onAccess);
+  const plain = layerOperations(new LayerPresentation(view), log, opts.onAccess);
+  const ops = opts.onOperation ? timedOperations(plain, opts.onOperation) : plain;
   const fuse = new LayerFuse(mnt, ops, { timeout: opts.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS }, MOUNT_OPTIONS, detach);
   try {
     await withTimeout(new Promise<void>((ok, fail) => fuse.mount((err) => (err ? fail(err) : ok()))), MOUNT_TIMEOUT_MS, `mount ${mnt}`);

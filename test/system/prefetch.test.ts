@@ -128,6 +128,12 @@ describe("predictive prefetch through containerd", () => {
     const sent = blobBytes(registry.log().slice(logFrom), baseDigest());
     expect(sent).toBeGreaterThanOrEqual(hit);
     expect(sent).toBeLessThanOrEqual(after.aheadBytes - before.aheadBytes + miss + 64 * 1024);
+    // the same figures for Prometheus, and how long FUSE operations took
+    const metrics = (await run("curl", ["-sf", "--unix-socket", augur.apiSocket, "http://augur/metrics"])).stdout;
+    const value = (line: RegExp): number => Number(metrics.split("\n").find((l) => line.test(l))?.split(" ").pop());
+    expect(value(/^augur_read_bytes_total\{result="hit"\} /)).toBeGreaterThanOrEqual(hit);
+    expect(value(/^augur_prefetch_fetched_bytes_total\{reason="soon"\} /) + value(/^augur_prefetch_fetched_bytes_total\{reason="later"\} /)).toBeGreaterThan(0);
+    expect(value(/^augur_fuse_operation_duration_seconds_count\{op="read"\} /)).toBeGreaterThan(readsA.length);
   }, 180_000);
 
   it("a second image sharing the base layer, never run, gets the base layer's files prefetched from the first one's history", async () => {
