@@ -63,7 +63,7 @@ export class Learner {
   constructor(opts: LearnerOptions) {
     this.#opts = opts;
     this.name = opts.predictor;
-    this.#predictor = createPredictor(opts.predictor, opts.stateDir ? { stateDir: opts.stateDir } : {});
+    this.#predictor = createPredictor(opts.predictor, { ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), background: true });
     this.#history = new TraceHistory([], opts.catalog);
   }
 
@@ -112,7 +112,7 @@ export class Learner {
       traces.push(t);
     }
     const history = new TraceHistory(traces, this.#opts.catalog);
-    const next = createPredictor(this.#opts.predictor, this.#opts.stateDir ? { stateDir: this.#opts.stateDir } : {});
+    const next = createPredictor(this.#opts.predictor, { ...(this.#opts.stateDir ? { stateDir: this.#opts.stateDir } : {}), background: true });
     try {
       await next.train(history);
     } catch (err) {

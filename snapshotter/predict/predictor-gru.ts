@@ -33,6 +33,9 @@
 // dot products (gru-network.ts) are what keep the 2051 × 64 output layer at
 // ~0.1 ms per step.
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { GruNetwork, seededRandom, type GruShape } from "./gru-network.js";
 import { loadGru, saveGru } from "./gru-model-file.js";
 import { DEFAULT_TRAINING, trainGru, type GruTrainingOptions, type TrainingReport, type TrainingSequence } from "./gru-training.js";
@@ -45,6 +48,8 @@ export const UNK = 1;
 const FIRST_FILE = 2;
 
 export interface GruOptions {
+  /** Train in a worker thread (augur serve), not on the calling one. */
+  background?: boolean;
   /** The files modelled: the ones the most traces touched (then the earliest seen), at most this many. */
   vocabulary: number;
   embed: number;
@@ -57,6 +62,25 @@ export interface GruOptions {
 }
 
 export const DEFAULT_GRU: GruOptions = { vocabulary: 4096, embed: 32, hidden: 64, maxSequence: 1024, training: DEFAULT_TRAINING };
+
+/** The compiled worker (dist/); absent when running from the TypeScript sources (tests), where training stays on this thread. */
+const WORKER = new URL("./gru-worker.js", import.meta.url);
+
+/** Trains a copy of `net` in a worker thread; undefined when no worker can run here. */
+async function trainInWorker(net: GruNetwork, sequences: TrainingSequence[], training: GruTrainingOptions): Promise<{ net: GruNetwork; report: TrainingReport } | undefined> {
+  if (!existsSync(fileURLToPath(WORKER))) return undefined;
+  const worker = new Worker(WORKER, { workerData: { shape: net.shape, params: net.params, sequences, training } });
+  try {
+    const out = await new Promise<{ params: Float32Array; report: TrainingReport }>((resolve, reject) => {
+      worker.once("message", resolve);
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`GRU training worker exited ${code}`)));
+    });
+    return { net: new GruNetwork(net.shape, out.params), report: out.report };
+  } finally {
+    void worker.terminate();
+  }
+}
 
 /** Hidden states kept for the latest access sequences: each container asks again after every access. */
 const CACHED_STATES = 8;
@@ -150,8 +174,10 @@ export class GruPredictor implements Predictor {
       this.#use(undefined, []);
       return;
     }
-    const net = GruNetwork.initial(shape, seededRandom(this.opts.training.seed));
-    this.lastTraining = await trainGru(net, sequences, this.opts.training);
+    const initial = GruNetwork.initial(shape, seededRandom(this.opts.training.seed));
+    const trained = this.opts.background ? await trainInWorker(initial, sequences, this.opts.training) : undefined;
+    const net = trained?.net ?? initial;
+    this.lastTraining = trained?.report ?? (await trainGru(net, sequences, this.opts.training));
     this.#use(net, vocabulary);
     if (this.opts.stateDir) await saveGru(this.opts.stateDir, { net, vocabulary, trainedOn });
   }
@@ -302,4 +328,4 @@ export class GruPredictor implements Predictor {
   }
 }
 
-registerPredictor("gru", (opts: PredictorOptions) => new GruPredictor(opts.stateDir ? { stateDir: opts.stateDir } : {}));
+registerPredictor("gru", (opts: PredictorOptions) => new GruPredictor({ ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), ...(opts.background ? { background: true } : {}) }));

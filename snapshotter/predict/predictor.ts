@@ -94,6 +94,8 @@ export interface Predictor {
 export interface PredictorOptions {
   /** Where a predictor may keep what it learned (a model file); absent in evaluations. */
   stateDir?: string;
+  /** Expensive training goes off the calling thread (augur serve: the FUSE handlers run on it). */
+  background?: boolean;
 }
 
 export type PredictorFactory = (opts: PredictorOptions) => Predictor;
