@@ -37,6 +37,7 @@ export class Daemon {
     private readonly tracer: Tracer | undefined,
     private readonly traces: TraceStore | undefined,
     private readonly workloads: WorkloadSource,
+    private readonly stopWatching: () => void,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
@@ -104,6 +105,13 @@ export class Daemon {
       },
     });
     late.snapshotter = snapshotter;
+    // containerd's events say at once when a container is deleted; its snapshot goes only at its next garbage collection
+    const stopWatching = tracer
+      ? workloads.watchDeletes((ns, id) => {
+          for (const snapshot of tracer.containerDeleted(ns, id)) prefetcher?.containerEnded(snapshot);
+          void learner?.retrain();
+        })
+      : () => undefined;
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
     void learner?.retrain();
     const metrics = new Metrics(snapshotter, fetchStats);
@@ -145,7 +153,7 @@ export class Daemon {
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads);
+    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
@@ -159,6 +167,7 @@ export class Daemon {
     });
     await this.api.close();
     await this.snapshotter.close();
+    this.stopWatching();
     this.tracer?.close();
     this.workloads.close();
     rmSync(this.config.socket, { force: true });

@@ -58,6 +58,7 @@ const SERVICES = {
   snapshots: "containerd.services.snapshots.v1.Snapshots",
   diff: "containerd.services.diff.v1.Diff",
   containers: "containerd.services.containers.v1.Containers",
+  events: "containerd.services.events.v1.Events",
 } as const;
 type ServiceName = keyof typeof SERVICES;
 
@@ -285,6 +286,38 @@ export class ContainerdClient {
     }
   }
 
+  // ---- events ----
+
+  /**
+   * Calls `onDeleted` for every container containerd deletes, in any
+   * namespace, until the returned function is called. The stream is opened
+   * again (after `retryMs`) when it breaks, so containerd may restart.
+   */
+  watchContainerDeletes(onDeleted: (namespace: string, id: string) => void, retryMs = 1000): () => void {
+    let stopped = false;
+    let call: grpc.ClientReadableStream<unknown> | undefined;
+    const open = (): void => {
+      if (stopped) return;
+      const client = this.#client("events");
+      const subscribe = client.Subscribe as (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>;
+      // no namespace: events of every namespace (containerd's Subscribe)
+      call = subscribe.call(client, { filters: ['topic=="/containers/delete"'] }, new grpc.Metadata());
+      call.on("data", (e: { namespace: string; topic: string; event: { value: Buffer } | null }) => {
+        const id = e.event ? containerIdOfDelete(e.event.value) : undefined;
+        if (id) onDeleted(e.namespace, id);
+      });
+      call.on("error", () => undefined);
+      call.on("close", () => {
+        if (!stopped) setTimeout(open, retryMs).unref();
+      });
+    };
+    open();
+    return () => {
+      stopped = true;
+      call?.cancel();
+    };
+  }
+
   // ---- snapshots (through containerd, which records them and their leases) ----
 
   async stat(snapshotter: string, key: string): Promise<PbInfo | undefined> {
@@ -367,4 +400,27 @@ export function uniquePart(): string {
   const nanos = Number(process.hrtime.bigint() % 1_000_000_000n);
   const random = randomBytes(3).toString("base64url");
   return `${nanos}-${random}`;
+}
+
+/** The container ID of a containerd.events.ContainerDelete message (field 1, a string). */
+export function containerIdOfDelete(msg: Buffer): string | undefined {
+  let at = 0;
+  while (at < msg.length) {
+    const key = msg[at++] as number;
+    const field = key >> 3;
+    const wire = key & 7;
+    let len = 0;
+    let shift = 0;
+    for (;;) {
+      const b = msg[at++];
+      if (b === undefined) return undefined;
+      len |= (b & 0x7f) << shift;
+      shift += 7;
+      if (b < 0x80) break;
+    }
+    if (wire === 2 && field === 1) return msg.subarray(at, at + len).toString("utf8");
+    if (wire === 2) at += len;
+    else if (wire !== 0) return undefined; // only strings and varints in this message
+  }
+  return undefined;
 }

@@ -25,6 +25,7 @@ export const PROTO_FILES = {
   leases: `${API}/leases/v1/leases.proto`,
   containers: `${API}/containers/v1/containers.proto`,
   diff: `${API}/diff/v1/diff.proto`,
+  events: `${API}/events/v1/events.proto`,
 };
 
 export const LOADER_OPTIONS: protoLoader.Options = {

@@ -103,6 +103,17 @@ export class TraceStore {
     this.reopen(namespace, container, snapshot)?.end(reason);
   }
 
+  /** Ends every unfinished trace of a container that no writer is writing (it was traced before a restart). */
+  endContainer(namespace: string, container: string, reason: EndRecord["reason"]): void {
+    for (const f of this.#files.values()) {
+      const h = f.header;
+      if (h.namespace !== namespace || h.container !== container || this.#writers.has(f.id) || endOf(f.path)) continue;
+      const w = new TraceWriter(this, f, true);
+      this.#writers.set(f.id, w);
+      w.end(reason);
+    }
+  }
+
   /** Ends, as "stopped", every unfinished trace whose run `isLive` says is over (augur was down when it ended). */
   endOrphans(isLive: (h: TraceHeader) => boolean): void {
     for (const f of this.#files.values()) {

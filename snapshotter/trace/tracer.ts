@@ -98,6 +98,23 @@ export class Tracer {
     else this.#opts.store.endRun(namespace, container, snapshot, "removed"); // traced before a restart
   }
 
+  /**
+   * containerd deleted a container (its events say so at once; the
+   * snapshot's removal may wait for containerd's garbage collection): its
+   * runs are over. Returns the snapshot ids of the runs that ended.
+   */
+  containerDeleted(namespace: string, container: string): number[] {
+    const ended: number[] = [];
+    for (const [snapshot, w] of this.#writers) {
+      if (w.header.namespace !== namespace || w.header.container !== container) continue;
+      this.#writers.delete(snapshot);
+      w.end("removed");
+      ended.push(snapshot);
+    }
+    this.#opts.store.endContainer(namespace, container, "removed"); // traced before a restart
+    return ended;
+  }
+
   stats(): TracerStats {
     return { traced: this.#traced, unattributed: this.#unattributed, activeTraces: this.#writers.size };
   }

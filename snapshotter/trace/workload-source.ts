@@ -72,6 +72,12 @@ export class WorkloadSource {
     this.#known.delete(`${c.namespace}\0${c.container}\0${c.snapshot}`);
   }
 
+  /** Calls `onDeleted` whenever containerd deletes a container (events API); returns how to stop. */
+  watchDeletes(onDeleted: (namespace: string, container: string) => void): () => void {
+    if (!this.address) return () => undefined;
+    return this.#client("default").watchContainerDeletes(onDeleted);
+  }
+
   close(): void {
     for (const client of this.#clients.values()) client.close();
     this.#clients.clear();

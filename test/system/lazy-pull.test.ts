@@ -203,7 +203,8 @@ describe("lazy pulling through containerd", () => {
       const cacheB = join(dirB, "cache");
       cpSync(join(cacheA, "indexes"), join(cacheB, "indexes"), { recursive: true });
       expect(readdirSync(join(cacheB, "indexes", "sha256")).length).toBeGreaterThanOrEqual(3);
-      augurB = await startAugur(dirB, { root: join(dirB, "r"), extraArgs: ["--cache-dir", cacheB] });
+      // on-demand reads are under test here: no prefetch from this node's earlier containers' traces
+      augurB = await startAugur(dirB, { root: join(dirB, "r"), extraArgs: ["--cache-dir", cacheB, "--no-prefetch"] });
       containerdB = await startContainerd(dirB, augurB.socket);
     }, 120_000);
 
