@@ -148,9 +148,11 @@ export class SpanReader {
       return !this.#decoded.has(`${w.span}:${w.piece}`) && !(cur && cur.piece <= w.piece);
     });
     const missingSpans = [...new Set(missing.map((w) => w.span))];
+    // spans neither kept nor in flight: the read has to fetch them (a miss)
+    const fetched = missingSpans.filter((span) => !this.#fetcher.held(span));
     void this.#fetcher.get(missingSpans); // starts them all at once, adjacent ones in one request; awaited per piece below
     // beside misses only: a read that finds its bytes fetched ahead (predicted) needs no guessing
-    if (this.#speculative && missingSpans.length) this.#speculate([...this.#following(missingSpans), ...ahead.flatMap((a) => this.#spansOf(a))]);
+    if (this.#speculative && fetched.length) this.#speculate([...this.#following(fetched), ...ahead.flatMap((a) => this.#spansOf(a))]);
     const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
     const parts = bufs.map((b, k) => {
       const out = (wanted[k] as { out: number }).out;
