@@ -12,10 +12,10 @@ import { decodeFrom, ZstdCursor } from "./decoders.js";
 import type { BlobSource } from "../fetch/blob-source.js";
 import { DEMAND_ONLY, type FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
-import { UnitFetcher } from "../fetch/unit-fetcher.js";
+import { UnitFetcher, type UnitFormat } from "../fetch/unit-fetcher.js";
 import { LayerVerificationError } from "../fetch/verification.js";
 import type { AheadOptions } from "./layer-index.js";
-import type { IndexSpan, TarIndex } from "./tar-index.js";
+import type { IndexCell, IndexSpan, TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
 import { READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES } from "./speculative-fetches.js";
 
@@ -57,6 +57,10 @@ export class SpanReader {
   readonly #fetcher: UnitFetcher<Buffer>;
   readonly #decoded: LRUCache<string, Buffer>;
   readonly #cursors = new Map<number, { cursor: ZstdCursor; piece: number }>();
+  /** Units are the index's verification cells (gzip, uncompressed), not whole spans. */
+  readonly #cellMode: boolean;
+  /** Cell mode: the longest decoded prefix of each span (from its access point). */
+  readonly #prefixes: LRUCache<number, Buffer>;
 
   constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
     this.#index = index;
@@ -64,23 +68,38 @@ export class SpanReader {
     this.#speculative = opts.queue !== undefined;
     this.#readAheadBytes = opts.readAheadBytes ?? READ_AHEAD_BYTES;
     const spans = index.spans;
-    this.#fetcher = new UnitFetcher<Buffer>(
-      {
-        digest: index.digest,
-        count: spans.length,
-        bounds: (i) => spans[i] as IndexSpan,
-        verify: (i, input) => {
-          const s = spans[i] as IndexSpan;
-          const got = sha256Digest(input);
-          if (got !== s.digest) throw new LayerVerificationError(index.digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`);
-          return input;
-        },
-      },
-      blob,
-      opts.queue ?? DEMAND_ONLY,
-      { keepBytes: KEPT_SPAN_BYTES, ...(opts.stats ? { stats: opts.stats } : {}) },
-    );
+    const cells = index.cells;
+    const cellSize = index.cellSize ?? 0;
+    this.#cellMode = cells !== undefined && cellSize > 0;
+    const format: UnitFormat<Buffer> = cells && cellSize
+      ? {
+          digest: index.digest,
+          count: cells.length,
+          bounds: (i) => ({ start: i * cellSize, end: Math.min((i + 1) * cellSize, index.blobSize) }),
+          verify: (i, input) => {
+            const got = sha256Digest(input);
+            const want = (cells[i] as IndexCell).digest;
+            if (got !== want) throw new LayerVerificationError(index.digest, `cell ${i} (bytes ${i * cellSize}-${i * cellSize + input.length}) digest is ${got}, want ${want}`);
+            return input;
+          },
+        }
+      : {
+          digest: index.digest,
+          count: spans.length,
+          bounds: (i) => spans[i] as IndexSpan,
+          verify: (i, input) => {
+            const s = spans[i] as IndexSpan;
+            const got = sha256Digest(input);
+            if (got !== s.digest) throw new LayerVerificationError(index.digest, `span ${i} (bytes ${s.start}-${s.end}) digest is ${got}, want ${s.digest}`);
+            return input;
+          },
+        };
+    this.#fetcher = new UnitFetcher<Buffer>(format, blob, opts.queue ?? DEMAND_ONLY, { keepBytes: KEPT_SPAN_BYTES, ...(opts.stats ? { stats: opts.stats } : {}) });
     this.#decoded = new LRUCache<string, Buffer>({
+      maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    });
+    this.#prefixes = new LRUCache<number, Buffer>({
       maxSize: Math.max(1, opts.cacheBytes ?? 16 << 20),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
@@ -108,6 +127,7 @@ export class SpanReader {
   /** The uncompressed range decoded and cached as one unit around `offset`. */
   unitAt(offset: number): { out: number; end: number } {
     const r = this.spanRange(this.spanAt(offset));
+    if (this.#cellMode) return r;
     const p = Math.floor((offset - r.out) / this.#piece);
     return { out: r.out + p * this.#piece, end: Math.min(r.end, r.out + (p + 1) * this.#piece) };
   }
@@ -136,6 +156,7 @@ export class SpanReader {
   async read(offset: number, length: number, ahead: readonly AheadRanges[] = []): Promise<Buffer> {
     const end = Math.min(offset + length, this.#index.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
+    if (this.#cellMode) return this.#readCells(offset, end, ahead);
     const wanted: { span: number; piece: number; out: number }[] = [];
     for (let s = this.spanAt(offset); s <= this.spanAt(end - 1); s++) {
       const r = this.spanRange(s);
@@ -268,6 +289,11 @@ export class SpanReader {
    * as jobs of the fetch queue; returns the compressed bytes queued.
    */
   fetchAhead(ranges: readonly { offset: number; length: number }[], opts: AheadOptions): number {
+    if (this.#cellMode) {
+      const ids = this.#cellsOf(ranges, Infinity);
+      if (ids.length) this.#fetcher.ahead({ ids, ...opts });
+      return ids.reduce((n, i) => n + this.#cellBytes(i), 0);
+    }
     const ids: number[] = [];
     const seen = new Set<number>();
     let bytes = 0;
@@ -284,6 +310,136 @@ export class SpanReader {
     }
     if (ids.length) this.#fetcher.ahead({ ids, ...opts });
     return bytes;
+  }
+
+  // ---- cell mode (gzip and uncompressed layers whose index has cells) ----
+
+  #cellBytes(i: number): number {
+    const size = this.#index.cellSize as number;
+    return Math.min(size, this.#index.blobSize - i * size);
+  }
+
+  /**
+   * The cells span `s` needs to decode up to uncompressed offset `upTo`: from
+   * the one holding its access point to the first that reaches `upTo`
+   * (uncompressed layers: just those holding [from, upTo)).
+   */
+  #cellsFor(s: number, from: number, upTo: number): number[] {
+    const span = this.#index.spans[s] as IndexSpan;
+    const cells = this.#index.cells as IndexCell[];
+    const size = this.#index.cellSize as number;
+    const last = Math.floor((span.end - 1) / size);
+    let first = Math.floor(span.start / size);
+    if (this.#index.compression === "none") first = Math.floor(from / size);
+    const ids: number[] = [];
+    for (let c = first; c <= last; c++) {
+      ids.push(c);
+      if ((cells[c] as IndexCell).reach >= upTo) break;
+    }
+    return ids;
+  }
+
+  /** Cells behind uncompressed ranges, in order, not held, within `maxBytes` of compressed bytes. */
+  #cellsOf(ranges: readonly { offset: number; length: number }[], maxBytes: number): number[] {
+    const out: number[] = [];
+    const seen = new Set<number>();
+    let left = maxBytes;
+    for (const r of ranges) {
+      const end = Math.min(r.offset + r.length, this.#index.uncompressedSize);
+      if (end <= r.offset) continue;
+      for (let s = this.spanAt(r.offset); s <= this.spanAt(end - 1); s++) {
+        const { out: sOut, end: sEnd } = this.spanRange(s);
+        const upTo = Math.min(end, sEnd);
+        if ((this.#prefixes.peek(s)?.length ?? 0) >= upTo - sOut) continue;
+        for (const c of this.#cellsFor(s, Math.max(r.offset, sOut), upTo)) {
+          if (seen.has(c) || this.#fetcher.held(c)) continue;
+          seen.add(c);
+          left -= this.#cellBytes(c);
+          if (left < 0) return out;
+          out.push(c);
+        }
+      }
+    }
+    return out;
+  }
+
+  async #readCells(offset: number, end: number, ahead: readonly AheadRanges[]): Promise<Buffer> {
+    const plain = this.#index.compression === "none";
+    const parts: { s: number; lo: number; hi: number; cells: number[] }[] = [];
+    for (let s = this.spanAt(offset); s <= this.spanAt(end - 1); s++) {
+      const r = this.spanRange(s);
+      const lo = Math.max(offset, r.out);
+      const hi = Math.min(end, r.end);
+      const have = plain ? 0 : (this.#prefixes.get(s)?.length ?? 0);
+      parts.push({ s, lo, hi, cells: have >= hi - r.out ? [] : this.#cellsFor(s, lo, hi) });
+    }
+    const all = [...new Set(parts.flatMap((p) => p.cells))];
+    const fetched = all.filter((c) => !this.#fetcher.held(c)); // the read has to fetch these: a miss
+    const got = this.#fetcher.get(all); // all at once: adjacent cells in one request
+    const pending = new Map(all.map((c, k) => [c, got[k] as Promise<Buffer>]));
+    if (this.#speculative && fetched.length) {
+      // after a miss, the cells that follow it, up to readAheadBytes
+      const following: number[] = [];
+      let budget = this.#readAheadBytes;
+      for (let c = Math.max(...fetched) + 1; c < (this.#index.cells as IndexCell[]).length; c++) {
+        budget -= this.#cellBytes(c);
+        if (budget < 0 || this.#fetcher.held(c)) break;
+        following.push(c);
+      }
+      const more = ahead.flatMap((a) => this.#cellsOf(a.ranges, a.maxBytes));
+      const ids = [...following, ...more].filter((c) => !this.#fetcher.held(c));
+      if (ids.length) this.#fetcher.ahead({ ids, priority: "speculative", maxRequestBytes: SPECULATIVE_REQUEST_BYTES });
+    }
+    const bufs = await Promise.all(parts.map((p) => (plain ? this.#plainPart(p, pending) : this.#spanPart(p, pending))));
+    return bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs);
+  }
+
+  /** Uncompressed layer: the bytes are the cells'. */
+  async #plainPart(p: { lo: number; hi: number; cells: number[] }, pending: Map<number, Promise<Buffer>>): Promise<Buffer> {
+    const size = this.#index.cellSize as number;
+    const bufs = await Promise.all(p.cells.map((c) => pending.get(c) as Promise<Buffer>));
+    const joined = bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs);
+    const base = (p.cells[0] as number) * size;
+    return joined.subarray(p.lo - base, p.hi - base);
+  }
+
+  /** Bytes [lo, hi) of span `s`, decoded from its access point over the cells that reach hi. */
+  async #spanPart(p: { s: number; lo: number; hi: number; cells: number[] }, pending: Map<number, Promise<Buffer>>): Promise<Buffer> {
+    const { s, lo, hi } = p;
+    const r = this.spanRange(s);
+    let cells = p.cells;
+    for (;;) {
+      const have = this.#prefixes.get(s);
+      if (have && have.length >= hi - r.out) return have.subarray(lo - r.out, hi - r.out);
+      const bufs = await Promise.all(cells.map((c) => pending.get(c) ?? (this.#fetcher.get([c])[0] as Promise<Buffer>)));
+      const decoded = this.#decodePrefix(s, cells, bufs);
+      if (decoded.length >= hi - r.out) {
+        if (decoded.length > (this.#prefixes.peek(s)?.length ?? 0)) this.#prefixes.set(s, decoded);
+        return decoded.subarray(lo - r.out, hi - r.out);
+      }
+      // the cells reached less than their index said: take one more, or the span is bad
+      const size = this.#index.cellSize as number;
+      const next = (cells[cells.length - 1] as number) + 1;
+      const span = this.#index.spans[s] as IndexSpan;
+      if (next * size >= span.end) this.#short(s, decoded.length, hi - r.out);
+      cells = [...cells, next];
+    }
+  }
+
+  /** Decodes span `s` from its access point as far as the cells' bytes go (up to its end). */
+  #decodePrefix(s: number, cells: number[], bufs: Buffer[]): Buffer {
+    const span = this.#index.spans[s] as IndexSpan;
+    const { out, end } = this.spanRange(s);
+    const size = this.#index.cellSize as number;
+    const joined = bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs);
+    const base = (cells[0] as number) * size;
+    // the bytes from the span's access point on (from the byte holding its leftover bits)
+    const from = joined.subarray(span.in - (span.bits ? 1 : 0) - base, Math.min(joined.length, span.end - base));
+    try {
+      return decodeFrom(this.#index.compression, from, span, 0, end - out);
+    } catch (err) {
+      throw new LayerVerificationError(this.#index.digest, `span ${s} does not decode: ${String(err)}`);
+    }
   }
 
   /** Queues speculative fetches of `spans` (most useful first) as one batch; each request checks again when it starts. */

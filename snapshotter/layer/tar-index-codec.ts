@@ -1,4 +1,5 @@
-// The serialised form of a TarIndex, content-addressed by the sha256 of its bytes:
+// The serialised form of a TarIndex, content-addressed by the sha256 of its bytes
+// (verification cells, tar-index.ts, are in the JSON when the index has them):
 //
 //   "AUGURIX3" | u32 BE length of Z | Z = zstd(JSON of everything but the windows)
 //             | each span's gzip window (32 KiB), zstd-compressed on its own, in span order
@@ -38,6 +39,8 @@ export function serializeTarIndex(index: TarIndex): { bytes: Buffer; digest: str
   const json = {
     ...index,
     spans: index.spans.map((s, i) => ({ ...s, window: undefined, windowLength: windows[i]?.length ?? -1 })),
+    // cells as [hex digest, reach] pairs: a few thousand of them
+    cells: index.cells?.map((c) => [c.digest.slice("sha256:".length), c.reach]),
     entries: index.entries.map((e) => ({
       ...e,
       xattrs: Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [k, b64(v)])),
@@ -92,10 +95,15 @@ export function parseTarIndex(bytes: Buffer, expectedDigest?: string): TarIndex 
   }
   const spans = arr(o.spans, "spans").map((v) => span(v, next, lazy));
   if (at !== windows.length) bad("windows (trailing bytes)");
+  const blobSize = int(o.blobSize, "blobSize");
+  const cells = o.cells === undefined || o.cells === null ? undefined : arr(o.cells, "cells").map(cell);
+  const cellSize = o.cellSize === undefined || o.cellSize === null ? undefined : int(o.cellSize, "cellSize");
+  if ((cells === undefined) !== (cellSize === undefined)) bad("cells (cells and cellSize go together)");
+  if (cells && cellSize && (cellSize === 0 || cells.length !== Math.ceil(blobSize / cellSize))) bad("cells (count does not cover the blob)");
   return {
     version: TAR_INDEX_VERSION, digest: str(o.digest, "digest"), mediaType: str(o.mediaType, "mediaType"), compression,
     blobSize: int(o.blobSize, "blobSize"), diffId: str(o.diffId, "diffId"), uncompressedSize: int(o.uncompressedSize, "uncompressedSize"),
-    spanSize: int(o.spanSize, "spanSize"), spans, entries: arr(o.entries, "entries").map(entry),
+    spanSize: int(o.spanSize, "spanSize"), spans, ...(cells && cellSize ? { cellSize, cells } : {}), entries: arr(o.entries, "entries").map(entry),
   };
 }
 
@@ -124,6 +132,13 @@ function span(v: Json, next: (len: number) => Buffer | undefined, lazy: boolean)
     });
   }
   return out;
+}
+
+function cell(v: Json): { digest: string; reach: number } {
+  const c = arr(v, "cell");
+  const hex = str(c[0], "cell.digest");
+  if (!/^[0-9a-f]{64}$/.test(hex)) bad("cell.digest");
+  return { digest: `sha256:${hex}`, reach: int(c[1], "cell.reach") };
 }
 
 function entry(v: Json): TarRecord {

@@ -192,6 +192,8 @@ describe("index codec", () => {
     const windows = idx.spans.map((s) => s.window).filter((w): w is Buffer => w !== undefined);
     const json = Buffer.from(JSON.stringify({
       ...idx,
+      cells: undefined, // v2 indexes predate verification cells
+      cellSize: undefined,
       spans: idx.spans.map((s) => ({ ...s, window: undefined, windowLength: s.window ? s.window.length : -1 })),
       entries: idx.entries.map((e) => ({ ...e, xattrs: Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [k, v.toString("base64")])) })),
     }));
@@ -290,24 +292,29 @@ describe("speculative fetches over a compressible layer", () => {
     idx = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA.gzip, spanSize: 64 * 1024 });
   });
 
-  it("a read's own request holds only its span; the rest of the file comes beside it, and a bad span fails alone", async () => {
+  it("a read's own request holds only the cells it needs; the rest of the file comes beside it, and a bad cell fails alone", async () => {
     expect(idx.spans.length).toBeGreaterThan(5);
+    expect(idx.cellSize).toBe(64 * 1024);
     const src = countingSource(blob);
     const speculative = new FetchScheduler();
     const layer = new TarLayerIndex(idx, src, { queue: speculative });
     expect((await layer.readFile("doc.txt", 0, 100)).equals(text.subarray(0, 100))).toBe(true);
     const first = src.calls[0] as { offset: number; length: number };
-    expect(first.offset + first.length).toBe((idx.spans[0] as { end: number }).end); // the first span only
+    // from the span's access point, only as far as the first 100 bytes of the file need: one cell
+    expect(first.offset).toBe(0);
+    expect(first.length).toBe(idx.cellSize);
     await speculative.idle();
     expect(src.calls.length).toBeGreaterThan(1);
     const calls = src.calls.length;
     expect((await layer.readFile("doc.txt", 0, text.length)).equals(text)).toBe(true);
     expect(src.calls.length).toBe(calls); // all fetched ahead
 
-    // corrupt span 3: fetched speculatively, it spoils neither the read nor the other spans
-    const s3 = idx.spans[3] as { start: number; out: number };
+    // corrupt a cell further on: fetched speculatively, it spoils neither the read nor the other cells
+    const cell = idx.cellSize as number;
+    const k = idx.spans.findIndex((sp) => sp.start >= 2 * cell);
+    const sk = idx.spans[k] as { start: number; out: number };
     const bad = Buffer.from(blob);
-    bad[s3.start + 10] = (bad[s3.start + 10] as number) ^ 0xff;
+    bad[sk.start + 10] = (bad[sk.start + 10] as number) ^ 0xff;
     const q2 = new FetchScheduler();
     const fresh = new TarLayerIndex(idx, countingSource(bad), { queue: q2 });
     expect((await fresh.readFile("doc.txt", 0, 50)).equals(text.subarray(0, 50))).toBe(true);
@@ -315,16 +322,16 @@ describe("speculative fetches over a compressible layer", () => {
     const fileAt = (idx.entries.find((e) => e.path === "doc.txt")?.segments[0] as { at: number }).at;
     const s1 = (idx.spans[1] as { out: number }).out - fileAt;
     expect((await fresh.readFile("doc.txt", s1 + 10, 50)).equals(text.subarray(s1 + 10, s1 + 60))).toBe(true);
-    await expect(fresh.readFile("doc.txt", s3.out - fileAt + 10, 50)).rejects.toThrow(LayerVerificationError);
+    await expect(fresh.readFile("doc.txt", sk.out - fileAt + 10, 50)).rejects.toThrow(LayerVerificationError);
   });
 
-  it("without a speculative queue a read fetches only its own spans", async () => {
+  it("without a speculative queue a read fetches only its own cells", async () => {
     const src = countingSource(blob);
     const layer = new TarLayerIndex(idx, src);
     await layer.readFile("doc.txt", 0, 100);
     await new Promise((r) => setTimeout(r, 20));
     expect(src.calls).toHaveLength(1);
-    expect((src.calls[0] as { length: number }).length).toBe((idx.spans[0] as { end: number; start: number }).end - (idx.spans[0] as { start: number }).start);
+    expect((src.calls[0] as { length: number }).length).toBe(idx.cellSize);
   });
 
   it("the first read of a small file fetches its directory's other small files, nearest first, and skips big ones", async () => {
@@ -350,5 +357,39 @@ describe("speculative fetches over a compressible layer", () => {
     const midSpan = index.spans[mid] as { start: number; end: number };
     // read-ahead may touch the start of the big file, but not its middle
     expect(src.calls.some((c) => c.offset <= midSpan.start && c.offset + c.length >= midSpan.end)).toBe(false);
+  });
+});
+
+describe("verification cells", () => {
+  it("cut the blob into 64 KiB cells whose reach grows, kept through the codec; zstd layers have none", async () => {
+    const blob = gzipSync(tarball);
+    const idx = await index(blob, "gzip");
+    const cells = idx.cells ?? [];
+    expect(idx.cellSize).toBe(64 * 1024);
+    expect(cells.length).toBe(Math.ceil(blob.length / (64 * 1024)));
+    for (let i = 1; i < cells.length; i++) expect((cells[i] as { reach: number }).reach).toBeGreaterThanOrEqual((cells[i - 1] as { reach: number }).reach);
+    expect(cells[cells.length - 1]?.reach).toBe(idx.uncompressedSize);
+    expect(parseTarIndex(serializeTarIndex(idx).bytes).cells).toEqual(cells);
+    const z = zstdCompress(tarball);
+    expect((await index(z, "zstd")).cells).toBeUndefined();
+  });
+
+  it("a read fetches the cells from its span's access point only as far as it needs; uncompressed layers fetch just the cells of the bytes", async () => {
+    const content = noise(4 * MiB, 7); // compresses to about half: a 4 MiB span of ~2 MiB compressed
+    const t = await layerTar([{ type: "file", path: "f", content }]);
+    const gz = gzipSync(t);
+    const idx = await buildTarIndex(chunks(gz), { digest: sha256(gz), mediaType: MEDIA.gzip, spanSize: 8 * MiB });
+    expect(idx.spans.length).toBe(1);
+    const early = countingSource(gz);
+    expect((await new TarLayerIndex(idx, early).readFile("f", 1000, 100)).equals(content.subarray(1000, 1100))).toBe(true);
+    const late = countingSource(gz);
+    expect((await new TarLayerIndex(idx, late).readFile("f", 3 * MiB, 100)).equals(content.subarray(3 * MiB, 3 * MiB + 100))).toBe(true);
+    expect(early.requested).toBe(64 * 1024); // the first cell reaches byte 1100
+    expect(late.requested).toBeGreaterThan(early.requested * 10);
+    expect(late.requested).toBeLessThan(gz.length); // not to the span's end
+    const plain = await buildTarIndex(chunks(t), { digest: sha256(t), mediaType: MEDIA.none, spanSize: 8 * MiB });
+    const src = countingSource(t);
+    expect((await new TarLayerIndex(plain, src).readFile("f", 3 * MiB, 100)).equals(content.subarray(3 * MiB, 3 * MiB + 100))).toBe(true);
+    expect(src.requested).toBeLessThanOrEqual(2 * 64 * 1024); // the cell(s) holding those 100 bytes
   });
 });
