@@ -16,6 +16,7 @@ export const Errno = {
   EROFS: -constants.errno.EROFS,
   ERANGE: -constants.errno.ERANGE,
   ENODATA: -constants.errno.ENODATA,
+  ENOSYS: -constants.errno.ENOSYS,
 } as const;
 
 export interface FailedOp {

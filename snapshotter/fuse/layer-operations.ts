@@ -120,6 +120,8 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
 
     getxattr: (fusePath, name, _position, cb) =>
       guard("getxattr", fusePath, cb, async () => {
+        // a layer without xattrs says so once: the kernel then stops asking this mount (no_getxattr)
+        if (!(await layer.view.hasXattrs())) return cb(Errno.ENOSYS);
         const xattrs = await layer.xattrs(layerPath(fusePath));
         if (!xattrs) return cb(Errno.ENOENT);
         const value = Object.hasOwn(xattrs, name) ? xattrs[name] : undefined;

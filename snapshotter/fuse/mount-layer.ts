@@ -2,9 +2,11 @@
 // crashed augur left behind.
 //
 // Layers are immutable, so the kernel may cache names, attributes and pages for
-// as long as it likes (entry/attr timeouts of a day, kernel_cache). Negative
-// lookups are never cached (negative_timeout=0, also libfuse 2's default): a
-// layer that is still streaming finds names later. `use_ino` makes libfuse
+// as long as it likes (entry/attr timeouts of a day, kernel_cache), "no such
+// name" too: a layer answers a lookup only from its complete index (a layer
+// still streaming makes lookups wait, layer-presentation.ts), and overlayfs
+// asks every layer above a file's own for it, on every container's first
+// look (python3's warm start: ~160 such lookups a container). `use_ino` makes libfuse
 // pass our inode numbers through, so hardlinks share st_ino; `ro` lets the
 // kernel refuse writes itself. Root mounts with allow_other directly (mount(2),
 // not fusermount), so /etc/fuse.conf's user_allow_other does not matter.
@@ -35,7 +37,7 @@ const MOUNT_OPTIONS = [
   "kernel_cache",
   `entry_timeout=${CACHE_TIMEOUT_S}`,
   `attr_timeout=${CACHE_TIMEOUT_S}`,
-  "negative_timeout=0",
+  `negative_timeout=${CACHE_TIMEOUT_S}`,
   "fsname=augur",
   "subtype=augur",
 ];

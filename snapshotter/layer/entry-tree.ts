@@ -3,7 +3,7 @@
 // later entry for the same path replaces the earlier one, parents missing from
 // the archive are implied (0755 root:root), hardlinks share their target's inode.
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
-import { cleanPath, type EntryAttributes, type LayerEntry } from "./layer-index.js";
+import { cleanPath, isOpaqueMarker, type EntryAttributes, type LayerEntry } from "./layer-index.js";
 import { SMALL_FILE_BYTES } from "./speculative-fetches.js";
 
 /** Entry attributes as read from tar or a TOC, plus the format's content locator. */
@@ -170,6 +170,7 @@ export interface AheadOfRead {
 export abstract class TreeLayerIndex<T> {
   readonly #filesBegun = new Set<string>();
   readonly #dirsBegun = new Set<string>();
+  #hasXattrs: boolean | undefined;
 
   protected constructor(
     readonly digest: string,
@@ -190,6 +191,20 @@ export abstract class TreeLayerIndex<T> {
 
   entries(): Iterable<LayerEntry> {
     return this.tree.all();
+  }
+
+  /** Whether any entry carries extended attributes or marks a directory opaque (worked out once). */
+  get hasXattrs(): boolean {
+    if (this.#hasXattrs === undefined) {
+      this.#hasXattrs = false;
+      for (const e of this.tree.all()) {
+        if (Object.keys(e.xattrs).length > 0 || isOpaqueMarker(e.path.slice(e.path.lastIndexOf("/") + 1))) {
+          this.#hasXattrs = true;
+          break;
+        }
+      }
+    }
+    return this.#hasXattrs;
   }
 
   /** What a read of `path` makes worth fetching ahead; each file and directory counts once. */

@@ -88,6 +88,8 @@ export interface LayerIndex {
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number;
   /** This layer's read hits and misses (fetch/fetch-stats.ts). */
   readonly fetchStats: FetchStats;
+  /** Whether any entry carries extended attributes or marks a directory opaque. */
+  readonly hasXattrs: boolean;
 }
 
 /** Whiteout prefix: `dir/.wh.name` hides `dir/name` of lower layers (OCI image spec). */

@@ -16,6 +16,8 @@ export interface LayerView {
   readdir(path: string): Promise<readonly LayerEntry[]>;
   /** Verified bytes of a regular file, clipped at its end (see LayerIndex.readFile). */
   readFile(path: string, offset: number, length: number): Promise<Buffer>;
+  /** Whether any entry has extended attributes or is an opaque marker (LayerIndex.hasXattrs). */
+  hasXattrs(): Promise<boolean>;
 }
 
 /** The view of a complete index. */
@@ -26,5 +28,6 @@ export function viewOf(index: LayerIndex): LayerView {
     lookup: async (parentPath, name) => index.lookup(parentPath, name),
     readdir: async (path) => index.readdir(path),
     readFile: (path, offset, length) => index.readFile(path, offset, length),
+    hasXattrs: async () => index.hasXattrs,
   };
 }

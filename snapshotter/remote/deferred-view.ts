@@ -48,4 +48,8 @@ export class DeferredView implements LayerView {
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {
     return (await this.start()).readFile(path, offset, length);
   }
+
+  async hasXattrs(): Promise<boolean> {
+    return (await this.start()).hasXattrs;
+  }
 }

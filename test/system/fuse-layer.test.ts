@@ -185,7 +185,7 @@ describe("a layer mounted with FUSE", () => {
     expect(none.stderr).toContain("No such attribute");
   });
 
-  it("answers ENOENT for unknown names and never caches that answer", async () => {
+  it("answers ENOENT for unknown names, and the kernel keeps that answer (a layer's names never change once it answers)", async () => {
     const hidden = new Set(["etc/hostname"]);
     const base = layer.view;
     const view: LayerView = {
@@ -194,12 +194,23 @@ describe("a layer mounted with FUSE", () => {
       lookup: async (d, n) => (hidden.has(d === "" ? n : `${d}/${n}`) ? undefined : base.lookup(d, n)),
       readdir: async (p) => (await base.readdir(p)).filter((e) => !hidden.has(e.path)),
       readFile: (p, o, l) => base.readFile(p, o, l),
+      hasXattrs: () => base.hasXattrs(),
     };
     const dir = await mount(view);
     expect((await sh(`cat ${dir}/nope`)).stderr).toContain("No such file or directory");
     expect((await sh(`stat ${dir}/etc/hostname`)).stderr).toContain("No such file or directory");
-    hidden.clear(); // the entry streamed in after the first lookup
-    expect(await shOk(`cat ${dir}/etc/hostname`)).toBe("augur\n");
+    hidden.clear(); // were the layer to change, the kernel would not ask again
+    expect((await sh(`cat ${dir}/etc/hostname`)).stderr).toContain("No such file or directory");
+  });
+
+  it("a layer without extended attributes tells the kernel once, which then stops asking", async () => {
+    const plain = await buildLayer(await layerTar([{ type: "file", path: "a.txt", content: "a\n" }, { type: "dir", path: "d" }]));
+    const dir = await mount(plain.view);
+    for (let i = 0; i < 2; i++) {
+      const r = await sh(`getfattr --absolute-names -n trusted.overlay.opaque ${dir}/d`);
+      expect(r.stderr).toContain("Operation not supported");
+    }
+    expect(await shOk(`cat ${dir}/a.txt`)).toBe("a\n");
   });
 
   it("refuses every write with EROFS", async () => {
