@@ -13,6 +13,7 @@ import { FailedPreconditionError } from "./errdefs/errors.js";
 import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
+import { StreamOrder } from "./remote/stream-order.js";
 import { mountLayer } from "./fuse/mount-layer.js";
 import { FetchStats } from "./fetch/fetch-stats.js";
 import { FetchScheduler } from "./prefetch/scheduler.js";
@@ -85,6 +86,7 @@ export class Daemon {
               ...(tracer ? { onAccess: (a) => tracer.observe(view.digest, a) } : {}),
               onOperation: (op, seconds) => late.metrics?.observeFuse(op, seconds),
             }),
+          streams: new StreamOrder((layer) => prefetcher?.layerRank(layer)),
           onImage: (image) => prefetcher?.imagePulling(image),
           onLayerReady: (digest) => prefetcher?.layerReady(digest),
         })

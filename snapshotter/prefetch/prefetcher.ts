@@ -172,6 +172,25 @@ export class Prefetcher {
     }
   }
 
+  /**
+   * Where `layer` comes in the order the planned workloads read layers (0:
+   * read first), or undefined when no plan predicts a read of it: the order
+   * first-contact streams take (remote/stream-order.ts).
+   */
+  layerRank(layer: string): number | undefined {
+    let best: number | undefined;
+    for (const plan of this.#plans.values()) {
+      const seen: string[] = [];
+      for (const p of plan.predicted) {
+        if (!seen.includes(p.layer)) seen.push(p.layer);
+        if (p.layer === layer) break;
+      }
+      const rank = seen.indexOf(layer);
+      if (rank >= 0 && (best === undefined || rank < best)) best = rank;
+    }
+    return best;
+  }
+
   status(): PlanStatus[] {
     return [...this.#plans.values()].map((p) => ({
       key: p.key, kind: p.kind, signature: p.workload.signature, predictedFiles: p.predicted.length, queuedFiles: p.queued.size,

@@ -8,6 +8,7 @@ import { createReadStream } from "node:fs";
 import { CachedBlob } from "../fetch/cached-blob.js";
 import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
+import type { StreamOrder } from "./stream-order.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -30,6 +31,8 @@ export class LayerOpener {
     /** Where fetches ahead of reads queue (prefetch/scheduler.ts). */
     private readonly queue: FetchQueue,
     private readonly stats: FetchStats,
+    /** First-contact streams take turns in the order the predicted workload reads layers. */
+    private readonly streams: StreamOrder,
   ) {}
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
@@ -76,6 +79,15 @@ export class LayerOpener {
 
   /** Streams the whole blob once: into the cache and through the indexer, which checks the layer digest. */
   async #firstContact(spec: RemoteLayerSpec): Promise<TarIndex> {
+    const done = await this.streams.turn(spec.layerDigest);
+    try {
+      return await this.#stream(spec);
+    } finally {
+      done();
+    }
+  }
+
+  async #stream(spec: RemoteLayerSpec): Promise<TarIndex> {
     const started = Date.now();
     const stream = await this.registry.blobStream(spec.imageRef, spec.layerDigest, 0);
     const writer = this.cache.blobWriter(spec.layerDigest);

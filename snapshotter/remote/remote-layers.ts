@@ -16,6 +16,7 @@ import { logger } from "../util/logging.js";
 import { DeferredView } from "./deferred-view.js";
 import { LayerOpener, type LayerFormat } from "./layer-opener.js";
 import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
+import { StreamOrder } from "./stream-order.js";
 
 const log = logger("remote");
 /** A resolved manifest is reused for the other layers of the same pull. */
@@ -32,6 +33,8 @@ export interface RemoteLayersOptions {
   queue: FetchQueue;
   /** Hits and misses of reads, over every layer. */
   stats: FetchStats;
+  /** The order first-contact streams take (default: all at once). */
+  streams?: StreamOrder;
   mount: LayerMounter;
   platform?: string;
   /** Told once per pull, at the image's first Prepare: what is being pulled. */
@@ -93,7 +96,7 @@ export class RemoteLayers {
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats);
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder());
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */

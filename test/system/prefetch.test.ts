@@ -8,7 +8,7 @@
 // more than its budget. Native copies are off so every run reads through FUSE.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes, createHash } from "node:crypto";
-import { rmSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
@@ -162,5 +162,34 @@ describe("predictive prefetch through containerd", () => {
     const data = { before: baseLayer(before), after: baseLayer(after) };
     expect(data.after.predictedBytes - data.before.predictedBytes).toBeGreaterThan(0);
     expect(data.after.predictedUsedBytes - data.before.predictedUsedBytes).toBe(0);
+  }, 180_000);
+
+  it("first contact without an index streams the layers one at a time, in the order the workload reads them", async () => {
+    // a node that has the traces but no data and no indexes
+    const d2 = join(dir, "node2");
+    mkdirSync(d2);
+    cpSync(join(augur.root, "traces"), join(d2, "r", "traces"), { recursive: true });
+    const augur2 = await startAugur(d2, { root: join(d2, "r"), extraArgs: ["--no-native-copy"] });
+    const containerd2 = await startContainerd(d2, augur2.socket).catch(async (err: unknown) => {
+      await augur2.stop();
+      throw err;
+    });
+    try {
+      const from = registry.log().length;
+      const r = await run("ctr-remote", ["--address", containerd2.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", refs.a], { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const out = await containerd2.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.a, "a-node2", "sh", "-c", script(readsA, "a")], 120_000);
+      expect(out.trim()).toBe(expected(readsA, appContent.a as Buffer));
+      // whole-blob GETs (no Range), in the order the registry finished them
+      const finished = [...registry.log().slice(from).matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 200 (\d+)/g)]
+        .map((m) => m[1] as string)
+        .filter((d) => imageA.layerDigests.includes(d));
+      // A reads the tools layer first (sh), then the data files, then its app file: streamed in that order,
+      // so the tiny app layer, which all at once would have finished first, comes last
+      expect(finished).toEqual(imageA.layerDigests);
+    } finally {
+      await containerd2.stop();
+      await augur2.stop();
+    }
   }, 180_000);
 });
