@@ -157,6 +157,7 @@ function entry(v: Json): TarRecord {
       const s = obj(g, "segment");
       return { offset: int(s.offset, "segment.offset"), at: int(s.at, "segment.at"), length: int(s.length, "segment.length") };
     }),
+    ...(e.header === undefined || e.header === null ? {} : { header: int(e.header, "header") }),
   };
 }
 

@@ -19,6 +19,12 @@ export interface DataSegment {
 export interface TarRecord extends EntryAttributes {
   /** Data segments in file order; holes between them read as zeros. Empty for non-files. */
   segments: DataSegment[];
+  /**
+   * Stream offset of the entry's first header block (its own PAX or GNU
+   * long-name records included, global PAX records not): where a reader
+   * scans the entry again to check an index it was not the author of.
+   */
+  header?: number;
 }
 
 const BLOCK = 512;
@@ -80,6 +86,8 @@ export class TarScanner {
   #longlink: string | undefined;
   #gnuSparse: { header: Buffer; ext: Buffer[] } | undefined;
   #ended = false;
+  /** Where the records of the entry being read began. */
+  #entryStart: number | undefined;
 
   /** True once the two zero blocks (or the data's end) were seen. */
   get ended(): boolean {
@@ -105,6 +113,7 @@ export class TarScanner {
         if (st.left === 0) this.#state = { kind: "header" };
         continue;
       }
+      if (st.kind === "header" && this.#buffered === 0) this.#entryStart ??= this.#pos;
       const need = st.kind === "header" ? BLOCK : st.kind === "meta" ? st.need : this.#sparseMapNeed();
       const take = Math.min(need - this.#buffered, chunk.length - off);
       this.#buf.push(chunk.subarray(off, off + take));
@@ -116,7 +125,11 @@ export class TarScanner {
       this.#buf = [];
       this.#buffered = 0;
       const rec = this.#complete(block);
-      if (rec) out.push(rec);
+      if (rec) {
+        rec.header = this.#entryStart;
+        this.#entryStart = undefined;
+        out.push(rec);
+      }
     }
     return out;
   }
@@ -161,6 +174,7 @@ export class TarScanner {
   #header(h: Buffer): TarRecord | undefined {
     if (h.every((b) => b === 0)) {
       this.#ended = true;
+      this.#entryStart = undefined;
       return undefined;
     }
     let sum = 0;
@@ -171,6 +185,7 @@ export class TarScanner {
     const headerSize = num(h, 124, 12);
     const meta = { x: "pax", g: "global", L: "longname", K: "longlink" } as const;
     if (flag in meta) {
+      if (flag === "g") this.#entryStart = undefined; // global records belong to no one entry
       this.#state = { kind: "meta", which: meta[flag as keyof typeof meta], size: headerSize, need: pad(headerSize) };
       if (headerSize === 0) this.#state = { kind: "header" };
       return undefined;
@@ -183,6 +198,7 @@ export class TarScanner {
       // GNU volume headers, multi-volume continuations and the like carry no entry
       this.#state = size > 0 ? { kind: "skip", left: pad(size) } : { kind: "header" };
       this.#resetPending();
+      this.#entryStart = undefined;
       return undefined;
     }
     if (flag === "S") {

@@ -393,3 +393,22 @@ describe("verification cells", () => {
     expect(src.requested).toBeLessThanOrEqual(2 * 64 * 1024); // the cell(s) holding those 100 bytes
   });
 });
+
+describe("entry header offsets", () => {
+  it("record where each entry's records begin (its PAX records included), kept through the codec", async () => {
+    const long = `dir/${"n".repeat(150)}`; // a PAX path record before the header
+    const t = await layerTar([{ type: "file", path: "a", content: "aaa" }, { type: "file", path: long, content: "bbb" }, { type: "dir", path: "d" }]);
+    const gz = gzipSync(t);
+    const idx = await buildTarIndex(chunks(gz), { digest: sha256(gz), mediaType: MEDIA.gzip });
+    const byPath = new Map(idx.entries.map((e) => [e.path.replace(/^\.\//, ""), e]));
+    const a = byPath.get("a");
+    const b = byPath.get(long);
+    expect(a?.header).toBe(0);
+    expect(a?.segments[0]?.at).toBe(512);
+    // b's records start right after a's data (one padded block), before its PAX header
+    expect(b?.header).toBe(1024);
+    expect((b?.segments[0]?.at ?? 0) - (b?.header ?? 0)).toBeGreaterThan(512);
+    expect(t.subarray(b?.header ?? 0, (b?.header ?? 0) + 512).toString("latin1", 156, 157)).toBe("x");
+    expect(parseTarIndex(serializeTarIndex(idx).bytes).entries.map((e) => e.header)).toEqual(idx.entries.map((e) => e.header));
+  });
+});
