@@ -47,6 +47,8 @@ export interface LearnerOptions {
   /** Where the predictor may keep a model. */
   stateDir?: string;
   catalog?: LayerCatalog;
+  /** More traces to learn from than the node's own: the profiles of loaded cluster manifests. */
+  extraTraces?: () => readonly Trace[];
 }
 
 export class Learner {
@@ -111,6 +113,7 @@ export class Learner {
       }
       traces.push(t);
     }
+    traces.push(...(this.#opts.extraTraces?.() ?? []));
     const history = new TraceHistory(traces, this.#opts.catalog);
     const next = createPredictor(this.#opts.predictor, { ...(this.#opts.stateDir ? { stateDir: this.#opts.stateDir } : {}), background: true });
     try {
