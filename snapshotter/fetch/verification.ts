@@ -22,3 +22,10 @@ export async function verifiedItem(batch: Promise<readonly (Buffer | LayerVerifi
   if (item instanceof LayerVerificationError) throw item;
   return item;
 }
+
+/**
+ * A layer index made elsewhere (from the registry) says something of an
+ * entry that the layer's own tar headers do not: the index lied or is broken.
+ * Nothing it said of that entry was served; the layer is read without it.
+ */
+export class IndexMismatchError extends LayerVerificationError {}

@@ -14,6 +14,8 @@ export interface EntryInput<T> extends EntryAttributes {
 
 interface Node<T> {
   input: EntryAttributes;
+  /** A parent directory the archive has no entry for (0755 root:root). */
+  implied: boolean;
   content: T | undefined;
   children: Map<string, Node<T>> | undefined;
   entry: LayerEntry | undefined;
@@ -38,7 +40,7 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
   #nextIno = 1;
 
   constructor(inputs: Iterable<I>, contentOf: (input: I) => T | undefined) {
-    this.#root = this.#newNode(implicitDir(""), undefined);
+    this.#root = this.#newNode(implicitDir(""), undefined, true);
     this.#nodes.set("", this.#root);
     for (const raw of inputs) {
       const path = cleanPath(raw.path);
@@ -51,6 +53,12 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
 
   get(path: string): LayerEntry | undefined {
     return this.#nodes.get(cleanPath(path))?.entry;
+  }
+
+  /** The record the entry at `path` was read from (undefined for a directory the archive only implies). */
+  record(path: string): EntryAttributes | undefined {
+    const node = this.#nodes.get(cleanPath(path));
+    return node?.implied ? undefined : node?.input;
   }
 
   child(parentPath: string, name: string): LayerEntry | undefined {
@@ -84,9 +92,10 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
     return { entry: node.entry as LayerEntry, content: node.content };
   }
 
-  #newNode(input: EntryAttributes, content: T | undefined): Node<T> {
+  #newNode(input: EntryAttributes, content: T | undefined, implied = false): Node<T> {
     return {
       input,
+      implied,
       content,
       children: input.type === "dir" ? new Map() : undefined,
       entry: undefined,
@@ -98,7 +107,10 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
 
   #add(input: EntryAttributes, content: T | undefined): void {
     if (input.path === "") {
-      if (input.type === "dir") this.#root.input = input;
+      if (input.type === "dir") {
+        this.#root.input = input;
+        this.#root.implied = false;
+      }
       return;
     }
     const slash = input.path.lastIndexOf("/");
@@ -107,6 +119,7 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
     const old = this.#nodes.get(input.path);
     if (old && old.input.type === "dir" && input.type === "dir") {
       old.input = input; // re-stating a directory changes attributes, keeps contents
+      old.implied = false;
       return;
     }
     if (old) this.#forget(old);
@@ -120,7 +133,9 @@ export class EntryTree<T, I extends EntryAttributes = EntryInput<T>> {
     const existing = this.#nodes.get(path);
     if (existing?.children) return existing;
     this.#add(implicitDir(path), undefined);
-    return this.#nodes.get(path) as Node<T>;
+    const node = this.#nodes.get(path) as Node<T>;
+    node.implied = true;
+    return node;
   }
 
   #forget(node: Node<T>): void {

@@ -90,6 +90,12 @@ export interface LayerIndex {
   readonly fetchStats: FetchStats;
   /** Whether any entry carries extended attributes or marks a directory opaque. */
   readonly hasXattrs: boolean;
+  /**
+   * For an index made elsewhere: checks what it says of the entry at `path`
+   * against the layer's tar headers before anything of it is served; throws
+   * IndexMismatchError when they differ. Absent for indexes augur trusts.
+   */
+  check?(path: string): Promise<void>;
 }
 
 /** Whiteout prefix: `dir/.wh.name` hides `dir/name` of lower layers (OCI image spec). */

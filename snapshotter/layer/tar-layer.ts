@@ -11,13 +11,50 @@ import { SpanReader, type AheadRanges, type SpanReaderOptions } from "./span-rea
 import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES } from "./speculative-fetches.js";
 import type { TarIndex } from "./tar-index.js";
 import type { DataSegment, TarRecord } from "./tar-scanner.js";
+import { checkEntry } from "./entry-check.js";
+
+export interface TarLayerOptions extends SpanReaderOptions {
+  /** The index was made elsewhere (the registry): check each entry against the tar headers before serving it. */
+  untrusted?: boolean;
+}
 
 export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements LayerIndex {
   readonly reader: SpanReader;
+  readonly untrusted: boolean;
+  /** The index's records, as it says them. */
+  readonly records: readonly TarRecord[];
+  readonly #checks = new Map<string, Promise<void>>();
 
-  constructor(index: TarIndex, blob: BlobSource, opts: SpanReaderOptions = {}) {
+  constructor(index: TarIndex, blob: BlobSource, opts: TarLayerOptions = {}) {
     super(index.digest, new EntryTree<DataSegment[], TarRecord>(index.entries, (e) => e.segments));
     this.reader = new SpanReader(index, blob, opts);
+    this.untrusted = opts.untrusted ?? false;
+    this.records = index.entries;
+    if (this.untrusted) this.check = (path) => this.#check(path);
+  }
+
+  check?: (path: string) => Promise<void>;
+
+  /** An index made elsewhere may claim a layer has no xattrs (hiding an opaque directory): not believed. */
+  override get hasXattrs(): boolean {
+    return this.untrusted || super.hasXattrs;
+  }
+
+  /** Checks the entry at `path` (and a hardlink's target) once; concurrent asks share the check. */
+  #check(path: string): Promise<void> {
+    let p = this.#checks.get(path);
+    if (!p) {
+      p = (async () => {
+        const rec = this.tree.record(path) as TarRecord | undefined;
+        if (!rec) return; // absent, or a directory only implied: nothing the index can have got wrong
+        const read = (offset: number, length: number): Promise<Buffer> => this.reader.read(offset, length);
+        await checkEntry(read, rec, this.digest);
+        if (rec.type === "hardlink") await this.#check(rec.linkname);
+      })();
+      p.catch(() => this.#checks.delete(path)); // a fetch failure is asked again; a mismatch ends the index's use anyway
+      this.#checks.set(path, p);
+    }
+    return p;
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {

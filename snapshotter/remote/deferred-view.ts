@@ -1,25 +1,39 @@
-// The view of a layer whose index is still being built (first contact): every
+// The view of a layer whose index is still being built or fetched: every
 // question waits for the index. Nothing is answered from a layer before its
-// blob has matched its digest, so a tampered blob never shows a single wrong
-// byte or name. An attempt that failed (registry gone, bad bytes) is retried
-// by the next question, so the layer recovers once the registry is back.
-import type { LayerIndex } from "../layer/layer-index.js";
+// blob has matched its digest or (an index made elsewhere) before the entry
+// asked about has matched its tar header (LayerIndex.check). An index caught
+// saying something the tar does not is dropped, logged once, and the layer is
+// read without it from then on (`fallback`: streaming it whole); nothing it
+// said of that entry was served. An attempt that failed (registry gone, bad
+// bytes) is retried by the next question, so the layer recovers once the
+// registry is back.
+import { errorMessage } from "../errdefs/errors.js";
+import { IndexMismatchError, LayerVerificationError } from "../fetch/verification.js";
+import type { LayerEntry, LayerIndex } from "../layer/layer-index.js";
 import type { LayerView } from "../layer/layer-view.js";
+import { logger } from "../util/logging.js";
+
+const log = logger("remote");
 
 export class DeferredView implements LayerView {
   #attempt: Promise<LayerIndex> | undefined;
   #index: LayerIndex | undefined;
+  #build: () => Promise<LayerIndex>;
 
   constructor(
     readonly digest: string,
-    private readonly build: () => Promise<LayerIndex>,
-  ) {}
+    build: () => Promise<LayerIndex>,
+    /** How to open the layer without the index that lied (see the top of this file). */
+    private readonly fallback?: () => Promise<LayerIndex>,
+  ) {
+    this.#build = build;
+  }
 
   /** Starts building now (at mount), rather than at the first question. */
   start(): Promise<LayerIndex> {
     if (this.#index) return Promise.resolve(this.#index);
     if (!this.#attempt) {
-      const attempt = this.build().then((index) => (this.#index = index));
+      const attempt = this.#build().then((index) => (this.#index = index));
       attempt.catch(() => {
         if (this.#attempt === attempt) this.#attempt = undefined;
       });
@@ -33,23 +47,55 @@ export class DeferredView implements LayerView {
     return this.#index;
   }
 
-  async getAttr(path: string) {
-    return (await this.start()).getAttr(path);
+  async getAttr(path: string): Promise<LayerEntry | undefined> {
+    return this.#ask(path, (i) => i.getAttr(path));
   }
 
-  async lookup(parentPath: string, name: string) {
-    return (await this.start()).lookup(parentPath, name);
+  async lookup(parentPath: string, name: string): Promise<LayerEntry | undefined> {
+    return this.#ask(parentPath === "" ? name : `${parentPath}/${name}`, (i) => i.lookup(parentPath, name));
   }
 
-  async readdir(path: string) {
-    return (await this.start()).readdir(path);
+  async readdir(path: string): Promise<readonly LayerEntry[]> {
+    return this.#ask(path, (i) => i.readdir(path));
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {
-    return (await this.start()).readFile(path, offset, length);
+    return this.#ask(path, (i) => i.readFile(path, offset, length));
   }
 
   async hasXattrs(): Promise<boolean> {
     return (await this.start()).hasXattrs;
+  }
+
+  /** Answers from the index once it holds what it says of `path`; falls back when it does not. */
+  async #ask<T>(path: string, answer: (index: LayerIndex) => T | Promise<T>): Promise<T> {
+    for (;;) {
+      const index = await this.start();
+      try {
+        await index.check?.(path);
+        return await answer(index);
+      } catch (err) {
+        // from an index made elsewhere, bytes that fail their digest mean the index lied too
+        const lied = err instanceof IndexMismatchError || (err instanceof LayerVerificationError && index.check !== undefined);
+        if (!lied || !this.fallback) throw err;
+        this.#distrust(index, err);
+      }
+    }
+  }
+
+  /** Answers from `index` from now on (one checked against the whole blob, or rebuilt from it). */
+  replace(index: LayerIndex): void {
+    this.#index = index;
+    this.#attempt = Promise.resolve(index);
+  }
+
+  #distrust(index: LayerIndex, err: LayerVerificationError): void {
+    if (this.#index !== index || !this.fallback) return; // another question got here first
+    log.warn("layer index from elsewhere does not match the layer's tar; dropped, the layer is read without it", {
+      layer: this.digest, error: errorMessage(err),
+    });
+    this.#index = undefined;
+    this.#attempt = undefined;
+    this.#build = this.fallback;
   }
 }

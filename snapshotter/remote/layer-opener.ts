@@ -10,7 +10,8 @@ import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { StreamOrder } from "./stream-order.js";
 import type { LayerCache } from "../cache/layer-cache.js";
-import { errorMessage } from "../errdefs/errors.js";
+import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { compressionOf } from "../layer/decoders.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
 import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
@@ -22,7 +23,19 @@ import type { RemoteLayerSpec } from "./remote-layer.js";
 
 const log = logger("remote");
 
-export type LayerFormat = "estargz" | "indexed" | "cached-blob" | "first-contact";
+export type LayerFormat = "estargz" | "indexed" | "cached-blob" | "first-contact" | "registry-index";
+
+/** A seekable index of the layer made elsewhere (an artifact in the registry): untrusted until checked. */
+export interface RemoteIndex {
+  bytes: Buffer;
+  /** The digest it was published under; the bytes must match it. */
+  digest: string;
+  /** Where it came from, for logs. */
+  source: string;
+}
+
+/** Finds an index of the layer in the registry (manifest/), or undefined. */
+export type RemoteIndexSource = (spec: RemoteLayerSpec) => Promise<RemoteIndex | undefined>;
 
 export class LayerOpener {
   constructor(
@@ -33,6 +46,7 @@ export class LayerOpener {
     private readonly stats: FetchStats,
     /** First-contact streams take turns in the order the predicted workload reads layers. */
     private readonly streams: StreamOrder,
+    private readonly remoteIndex?: RemoteIndexSource,
   ) {}
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
@@ -49,19 +63,64 @@ export class LayerOpener {
     return "first-contact";
   }
 
-  /** The layer's index; for eStargz this fetches the footer and TOC. */
-  async open(spec: RemoteLayerSpec, blob: CachedBlob): Promise<LayerIndex> {
+  /**
+   * The layer's index; for eStargz this fetches the footer and TOC. With
+   * `remote` (the default) and no index or blob of its own, an index from the
+   * registry (checked entry by entry before anything is served) saves
+   * streaming the whole layer first.
+   */
+  async open(spec: RemoteLayerSpec, blob: CachedBlob, opts: { remote?: boolean } = {}): Promise<LayerIndex> {
     if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, queue: this.queue, stats: this.stats });
     const cached = await this.#cachedIndex(spec);
     // spans come over the network: fetch ahead of the reads beside them
     if (cached) return new TarLayerIndex(cached, blob, { queue: this.queue, stats: this.stats });
     const path = await this.cache.blobPath(spec.layerDigest);
+    if (!path && opts.remote !== false) {
+      const remote = await this.#remoteIndex(spec);
+      if (remote) return new TarLayerIndex(remote, blob, { queue: this.queue, stats: this.stats, untrusted: true });
+    }
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })
       : await this.#firstContact(spec);
     const { bytes } = serializeTarIndex(index);
     await this.cache.storeIndex(spec.layerDigest, bytes);
     return new TarLayerIndex(index, blob);
+  }
+
+  /** An index from the registry that fits the layer, or undefined (logged once, the pull goes on without it). */
+  async #remoteIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {
+    let found: RemoteIndex | undefined;
+    try {
+      found = await this.remoteIndex?.(spec);
+    } catch (err) {
+      log.warn("could not look for the layer's index in the registry; streaming the layer", { layer: spec.layerDigest, error: errorMessage(err) });
+      return undefined;
+    }
+    if (!found) return undefined;
+    try {
+      const index = parseTarIndex(found.bytes, found.digest);
+      const why = index.digest !== spec.layerDigest ? `it describes layer ${index.digest}`
+        : index.blobSize !== spec.size ? `it says the blob is ${index.blobSize} bytes, the manifest ${spec.size}`
+        : compressionOf(index.mediaType) !== compressionOf(spec.mediaType) ? `it is for a ${index.mediaType} layer`
+        : index.entries.some((e) => e.header === undefined) ? "its entries carry no header offsets to check them by"
+        : undefined;
+      if (why) throw new InvalidArgumentError(why);
+      log.info("layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
+      return index;
+    } catch (err) {
+      log.warn("index from the registry does not fit the layer; ignored, streaming the layer", { layer: spec.layerDigest, source: found.source, error: errorMessage(err) });
+      return undefined;
+    }
+  }
+
+  /**
+   * Streams the whole blob (into the cache) and builds its index: a layer
+   * served from an index made elsewhere is checked against it once complete.
+   */
+  async rebuild(spec: RemoteLayerSpec): Promise<TarIndex> {
+    const index = await this.#firstContact(spec);
+    await this.cache.storeIndex(spec.layerDigest, serializeTarIndex(index).bytes);
+    return index;
   }
 
   async #cachedIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {

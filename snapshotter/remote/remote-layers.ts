@@ -7,7 +7,9 @@ import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
+import { firstDifference } from "../layer/entry-check.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
+import { TarLayerIndex } from "../layer/tar-layer.js";
 import type { LayerIndex } from "../layer/layer-index.js";
 import type { LayerView } from "../layer/layer-view.js";
 import type { RegistryClient, ResolvedImage } from "../registry/registry-client.js";
@@ -22,6 +24,8 @@ const log = logger("remote");
 /** A resolved manifest is reused for the other layers of the same pull. */
 const MANIFEST_TTL_MS = 60_000;
 const FAILURE_TTL_MS = 10_000;
+/** A layer served from an index made elsewhere is checked against its whole blob this long after it opened. */
+export const WHOLE_CHECK_DELAY_MS = Number(process.env.AUGUR_WHOLE_CHECK_DELAY_MS ?? 10_000);
 
 /** Mounts a view at a directory (the FUSE filesystem); returns how to unmount it. */
 export type LayerMounter = (dir: string, view: LayerView) => Promise<{ unmount(): Promise<void> }>;
@@ -169,6 +173,30 @@ export class RemoteLayers {
     );
   }
 
+  /**
+   * A layer served from an index made elsewhere is checked against its whole
+   * blob once the start-up rush is over: streamed (into the cache), indexed,
+   * compared. If the index lied (an entry left out, a whiteout hidden), it is
+   * dropped; either way the layer is served from the index built from the blob.
+   */
+  #checkWholeLater(dir: string, spec: RemoteLayerSpec, view: DeferredView, index: LayerIndex): void {
+    if (!(index instanceof TarLayerIndex) || !index.untrusted) return;
+    const timer = setTimeout(() => {
+      const m = this.#mounted.get(dir);
+      if (!m || view.ready !== index) return; // unmounted, or already dropped
+      void this.#opener.rebuild(spec).then(
+        (built) => {
+          const lie = firstDifference(index.records, built.entries);
+          if (lie) log.warn("layer index from the registry did not match the whole layer; dropped", { layer: spec.layerDigest, difference: lie });
+          else log.info("layer index from the registry matched the whole layer", { layer: spec.layerDigest });
+          view.replace(new TarLayerIndex(built, m.blob));
+        },
+        (err: unknown) => log.warn("could not check the registry's layer index against the whole layer; entries stay checked one by one", { layer: spec.layerDigest, error: errorMessage(err) }),
+      );
+    }, WHOLE_CHECK_DELAY_MS);
+    timer.unref();
+  }
+
   /** The layer's index, if it is open and ready (mounted, or opened early for a pull). */
   readyIndex(digest: string): LayerIndex | undefined {
     return this.#ready.get(digest);
@@ -184,11 +212,15 @@ export class RemoteLayers {
     const unpin = this.#opts.cache.pin(spec.layerDigest);
     // The first attempt only; a failed early open is tried again at once, later failures by the next read.
     let opened = early?.index.catch(() => this.#opener.open(spec, blob));
-    const view = new DeferredView(spec.layerDigest, () => {
-      const attempt = opened ?? this.#opener.open(spec, blob);
-      opened = undefined;
-      return attempt;
-    });
+    const view = new DeferredView(
+      spec.layerDigest,
+      () => {
+        const attempt = opened ?? this.#opener.open(spec, blob);
+        opened = undefined;
+        return attempt;
+      },
+      () => this.#opener.open(spec, blob, { remote: false }),
+    );
     try {
       // eStargz opens with two small requests (footer, TOC): do it now so a
       // broken layer falls back to a normal pull. An index in the cache loads
@@ -196,6 +228,7 @@ export class RemoteLayers {
       // contact streams on, so containerd's next Prepare need not wait.
       const opening = view.start();
       this.#noteReady(spec.layerDigest, opening);
+      opening.then((index) => this.#checkWholeLater(dir, spec, view, index), () => undefined);
       if (format === "estargz") await opening;
       else opening.catch((err: unknown) => log.error("layer could not be opened; the next read retries", { layer: spec.layerDigest, error: errorMessage(err) }));
       const mounted = await this.#opts.mount(dir, view);
@@ -257,7 +290,8 @@ export class RemoteLayers {
 
   status(): RemoteLayerStatus[] {
     return [...this.#mounted.entries()].map(([dir, m]) => ({
-      dir, layer: m.spec.layerDigest, format: m.format, ready: m.view.ready !== undefined, fetchedBytes: m.blob.fetchedBytes,
+      dir, layer: m.spec.layerDigest, ready: m.view.ready !== undefined, fetchedBytes: m.blob.fetchedBytes,
+      format: m.view.ready instanceof TarLayerIndex && m.view.ready.untrusted ? "registry-index" : m.format,
       ...layerFigures(m.view.ready?.fetchStats),
     }));
   }

@@ -1,0 +1,93 @@
+// An index made elsewhere is checked entry by entry against the layer's tar
+// headers, and as a whole against the blob: a hostile one never gets a wrong
+// byte or attribute served.
+import { describe, expect, it } from "vitest";
+import { gzipSync } from "node:zlib";
+import { layerTar } from "../../../scripts/images/oci-image.js";
+import { IndexMismatchError } from "../../../snapshotter/fetch/verification.js";
+import { firstDifference } from "../../../snapshotter/layer/entry-check.js";
+import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
+import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
+import type { TarRecord } from "../../../snapshotter/layer/tar-scanner.js";
+import { DeferredView } from "../../../snapshotter/remote/deferred-view.js";
+import { chunks, countingSource, sha256 } from "./helpers.js";
+
+const MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip";
+const A = Buffer.from("the real contents of a\n");
+const B = Buffer.from("SECRET contents of b, longer than a's\n");
+
+async function layer(): Promise<{ blob: Buffer; index: TarIndex }> {
+  const t = await layerTar([
+    { type: "dir", path: "etc" },
+    { type: "file", path: "etc/a.txt", content: A, mode: 0o644 },
+    { type: "file", path: "etc/b.txt", content: B, mode: 0o600 },
+    { type: "whiteout", path: "etc/gone" },
+  ]);
+  const blob = gzipSync(t);
+  return { blob, index: await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA }) };
+}
+
+/** A copy of `index` whose record at `path` `edit` changed. */
+function forged(index: TarIndex, path: string, edit: (r: TarRecord, all: TarRecord[]) => void): TarIndex {
+  const entries = index.entries.map((e) => ({ ...e, segments: e.segments.map((s) => ({ ...s })) }));
+  const rec = entries.find((e) => e.path.replace(/^\.\//, "") === path);
+  if (!rec) throw new Error(`no ${path}`);
+  edit(rec, entries);
+  return { ...index, entries };
+}
+
+describe("an index made elsewhere", () => {
+  it("is served entry by entry once each entry matches its tar header", async () => {
+    const { blob, index } = await layer();
+    const untrusted = new TarLayerIndex(index, countingSource(blob), { untrusted: true });
+    await untrusted.check?.("etc/a.txt");
+    expect((await untrusted.readFile("etc/a.txt", 0, 100)).equals(A)).toBe(true);
+    await untrusted.check?.("etc/.wh.gone");
+    expect(untrusted.hasXattrs).toBe(true); // its claim of none is not believed
+  });
+
+  it("that points a file at another file's bytes, changes its size or its mode, is caught before anything is served", async () => {
+    const { blob, index } = await layer();
+    const b = index.entries.find((e) => e.path.endsWith("etc/b.txt")) as TarRecord;
+    const cases: [string, TarIndex][] = [
+      ["bytes", forged(index, "etc/a.txt", (r) => void (r.segments = b.segments.map((s) => ({ ...s, length: Math.min(s.length, r.size) }))))],
+      ["size", forged(index, "etc/a.txt", (r) => void (r.size = B.length))],
+      ["setuid", forged(index, "etc/a.txt", (r) => void (r.mode = 0o4755))],
+      ["owner", forged(index, "etc/a.txt", (r) => void (r.uid = 1234))],
+    ];
+    for (const [what, bad] of cases) {
+      const untrusted = new TarLayerIndex(bad, countingSource(blob), { untrusted: true });
+      await expect(untrusted.check?.("etc/a.txt"), what).rejects.toThrow(IndexMismatchError);
+    }
+  });
+
+  it("is dropped by the layer's view at the first lie, which then answers from the layer itself, correctly", async () => {
+    const { blob, index } = await layer();
+    const b = index.entries.find((e) => e.path.endsWith("etc/b.txt")) as TarRecord;
+    const lying = forged(index, "etc/a.txt", (r) => {
+      r.segments = b.segments;
+      r.size = b.size;
+    });
+    let fellBack = 0;
+    const view = new DeferredView(
+      index.digest,
+      async () => new TarLayerIndex(lying, countingSource(blob), { untrusted: true }),
+      async () => {
+        fellBack++;
+        return new TarLayerIndex(index, countingSource(blob)); // what streaming the layer builds
+      },
+    );
+    expect((await view.readFile("etc/a.txt", 0, 100)).equals(A)).toBe(true);
+    expect((await view.getAttr("etc/a.txt"))?.size).toBe(A.length);
+    expect(fellBack).toBe(1);
+  });
+
+  it("that leaves a whiteout out is caught when the whole blob is checked", async () => {
+    const { index } = await layer();
+    const hidden = { ...index, entries: index.entries.filter((e) => !e.path.endsWith(".wh.gone")) };
+    expect(firstDifference(hidden.entries, index.entries)).toMatch(/entries, the tar has/);
+    expect(firstDifference(index.entries, index.entries)).toBeUndefined();
+    const moved = forged(index, "etc/a.txt", (r) => void (r.mtime = 1));
+    expect(firstDifference(moved.entries, index.entries)).toMatch(/mtime/);
+  });
+});
