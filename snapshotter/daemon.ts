@@ -8,6 +8,9 @@ import { OverlaySnapshotter } from "./overlay/overlay-snapshotter.js";
 import { snapshotsService } from "./grpc/snapshots-service.js";
 import { serviceClient } from "./grpc/proto.js";
 import { HttpApi } from "./api/http-api.js";
+import { manifestRoutes } from "./api/manifest-routes.js";
+import { prefetchRoutes } from "./api/prefetch-routes.js";
+import { statusRoutes } from "./api/status-routes.js";
 import { Metrics } from "./api/metrics.js";
 import { FailedPreconditionError } from "./errdefs/errors.js";
 import { LayerCache } from "./cache/layer-cache.js";
@@ -129,29 +132,18 @@ export class Daemon {
     );
 
     const api = new HttpApi([
-      { method: "GET", path: /^\/healthz$/, handler: async () => ({ type: "text/plain", body: "ok\n" }) },
-      {
-        method: "GET",
-        path: /^\/metrics$/,
-        handler: async () => ({ type: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      },
-      {
-        method: "GET",
-        path: /^\/cache\/status$/,
-        handler: async () => ({
-          type: "application/json",
-          body: `${JSON.stringify({
-            lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [],
-            prefetch: {
-              enabled: prefetcher !== undefined, predictor: learner?.name ?? null, training: learner?.lastTraining ?? null,
-              reads: { hitBytes: fetchStats.readHitBytes, missBytes: fetchStats.readMissBytes, againBytes: fetchStats.readAgainBytes, missFetches: fetchStats.missFetches, recall: fetchStats.recall },
-              ahead: { bytes: fetchStats.aheadBytes, usedBytes: fetchStats.aheadUsedBytes, usedBy: fetchStats.aheadUsedBy, precision: fetchStats.precision },
-              scheduler: scheduler.stats(), plans: prefetcher?.status() ?? [],
-            },
-            tracing: tracer?.stats() ?? null,
-          }, null, 2)}\n`,
-        }),
-      },
+      ...statusRoutes(metrics, () => ({
+        lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [],
+        prefetch: {
+          enabled: prefetcher !== undefined, predictor: learner?.name ?? null, training: learner?.lastTraining ?? null,
+          reads: { hitBytes: fetchStats.readHitBytes, missBytes: fetchStats.readMissBytes, againBytes: fetchStats.readAgainBytes, missFetches: fetchStats.missFetches, recall: fetchStats.recall },
+          ahead: { bytes: fetchStats.aheadBytes, usedBytes: fetchStats.aheadUsedBytes, usedBy: fetchStats.aheadUsedBy, precision: fetchStats.precision },
+          scheduler: scheduler.stats(), plans: prefetcher?.status() ?? [],
+        },
+        tracing: tracer?.stats() ?? null,
+      })),
+      ...prefetchRoutes(remote),
+      ...manifestRoutes(),
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });

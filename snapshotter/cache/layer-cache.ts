@@ -35,6 +35,8 @@ export interface CacheStatus {
   pinnedLayers: string[];
   hits: number;
   misses: number;
+  /** hits / (hits + misses); 0 before any read. */
+  hitRate: number;
   evictions: number;
 }
 
@@ -219,7 +221,7 @@ export class LayerCache {
     return {
       dir: this.dir, maxBytes: this.maxBytes, usedBytes: this.#used, files, bytes,
       pinnedLayers: [...this.#pins.keys()].map((h) => `sha256:${h}`),
-      hits: this.#hits, misses: this.#misses, evictions: this.#evictions,
+      hits: this.#hits, misses: this.#misses, hitRate: this.#hits + this.#misses ? this.#hits / (this.#hits + this.#misses) : 0, evictions: this.#evictions,
     };
   }
 

@@ -63,6 +63,9 @@ export class UnitFetcher<T extends Buffer> {
   /** This layer's own figures (the shared ones sum every layer). */
   readonly layerStats = new FetchStats();
   readonly #align: number;
+  /** Units verified at least once (and so in the node's cache, unless evicted since). */
+  readonly #fetched: Uint8Array;
+  #fetchedBytes = 0;
   /** Compressed bytes requested from the blob so far. */
   fetchedBytes = 0;
 
@@ -73,6 +76,21 @@ export class UnitFetcher<T extends Buffer> {
     this.#kept = new LRUCache<number, T>({ maxSize: Math.max(1, opts.keepBytes ?? 32 << 20), sizeCalculation: (b) => Math.max(1, b.length) });
     this.#stats = opts.stats ?? new FetchStats();
     this.#align = opts.alignBytes ?? 0;
+    this.#fetched = new Uint8Array(format.count);
+  }
+
+  /** Compressed bytes of the units verified at least once, and of all units. */
+  progress(): { fetchedBytes: number; totalBytes: number } {
+    let total = 0;
+    for (let i = 0; i < this.#format.count; i++) total += this.#size(i);
+    return { fetchedBytes: this.#fetchedBytes, totalBytes: total };
+  }
+
+  /** Queues every unit not verified yet (the whole layer), in blob order. */
+  aheadAll(req: Omit<AheadRequest, "ids">): void {
+    const ids: number[] = [];
+    for (let i = 0; i < this.#format.count; i++) if (!this.#fetched[i]) ids.push(i);
+    this.ahead({ ...req, ids });
   }
 
   #size(id: number): number {
@@ -177,6 +195,10 @@ export class UnitFetcher<T extends Buffer> {
         const item = items[k] as T | LayerVerificationError;
         if (item instanceof LayerVerificationError) throw item;
         this.#kept.set(id, item);
+        if (!this.#fetched[id]) {
+          this.#fetched[id] = 1;
+          this.#fetchedBytes += this.#size(id);
+        }
         return item;
       });
       const settled = p.finally(() => {

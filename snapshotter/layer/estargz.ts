@@ -95,6 +95,14 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     return new EStargzLayerIndex(opts.digest, blob, await loadToc(blob, opts.digest, opts.tocDigest), opts.queue, opts.stats);
   }
 
+  fetchAll(opts: Omit<AheadOptions, "maxRequestBytes">): void {
+    this.#fetcher.aheadAll({ ...opts, maxRequestBytes: 1 << 20 });
+  }
+
+  progress(): { fetchedBytes: number; totalBytes: number } {
+    return this.#fetcher.progress();
+  }
+
   /** This layer's read hits and misses. */
   get fetchStats(): FetchStats {
     return this.#fetcher.layerStats;

@@ -86,6 +86,10 @@ export interface LayerIndex {
    * nothing). Paths that are not regular files are skipped.
    */
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number;
+  /** Queues the whole layer (every unit not fetched yet), as `POST /prefetch/layer/{digest}` asks. */
+  fetchAll(opts: Omit<AheadOptions, "maxRequestBytes">): void;
+  /** Compressed bytes of the layer fetched (verified) so far, and in all. */
+  progress(): { fetchedBytes: number; totalBytes: number };
   /** This layer's read hits and misses (fetch/fetch-stats.ts). */
   readonly fetchStats: FetchStats;
   /** Whether any entry carries extended attributes or marks a directory opaque. */

@@ -137,6 +137,15 @@ export class SpanReader {
     return this.#speculative;
   }
 
+  /** Queues every unit not fetched yet, in blob order, in requests of up to 1 MiB. */
+  fetchAll(opts: Omit<AheadOptions, "maxRequestBytes">): void {
+    this.#fetcher.aheadAll({ ...opts, maxRequestBytes: 1 << 20 });
+  }
+
+  progress(): { fetchedBytes: number; totalBytes: number } {
+    return this.#fetcher.progress();
+  }
+
   /** This layer's read hits and misses. */
   get fetchStats(): FetchStats {
     return this.#fetcher.layerStats;

@@ -90,6 +90,14 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     return this.reader.fetchStats;
   }
 
+  fetchAll(opts: Omit<AheadOptions, "maxRequestBytes">): void {
+    this.reader.fetchAll(opts);
+  }
+
+  progress(): { fetchedBytes: number; totalBytes: number } {
+    return this.reader.progress();
+  }
+
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {
     const stream: { offset: number; length: number }[] = [];
     for (const f of files) {

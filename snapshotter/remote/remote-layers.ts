@@ -3,7 +3,7 @@
 // describe a layer from Prepare's labels, mount it, and unmount it again.
 import pLimit from "p-limit";
 import type { CachedBlob } from "../fetch/cached-blob.js";
-import type { FetchQueue } from "../fetch/fetch-queue.js";
+import type { FetchPlan, FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
@@ -69,6 +69,14 @@ interface MountedRemoteLayer {
   blob: CachedBlob;
   unmount(): Promise<void>;
   unpin(): void;
+}
+
+export interface LayerProgress {
+  layer: string;
+  /** streaming: a first contact, the whole blob on its way; fetching: read by range; complete: all here. */
+  state: "streaming" | "fetching" | "complete";
+  fetchedBytes: number;
+  totalBytes: number;
 }
 
 export interface RemoteLayerStatus {
@@ -195,6 +203,30 @@ export class RemoteLayers {
       );
     }, WHOLE_CHECK_DELAY_MS);
     timer.unref();
+  }
+
+  /**
+   * Fetches the whole of a mounted layer in the background (the seed's
+   * `/prefetch/layer/{digest}`), at the "later" priority: reads and predicted
+   * files go first. Returns its progress; undefined when it is not mounted here.
+   */
+  async prefetchLayer(digest: string, plan?: FetchPlan): Promise<LayerProgress | undefined> {
+    const progress = await this.layerProgress(digest);
+    if (!progress || progress.state !== "fetching") return progress;
+    this.#ready.get(digest)?.fetchAll({ priority: "later", ...(plan ? { plan } : {}) });
+    return progress;
+  }
+
+  /** How much of a mounted layer is here; undefined when it is not mounted. */
+  async layerProgress(digest: string): Promise<LayerProgress | undefined> {
+    const m = [...this.#mounted.values()].find((x) => x.spec.layerDigest === digest);
+    if (!m) return undefined;
+    const total = m.spec.size;
+    if (await this.#opts.cache.blobPath(digest)) return { layer: digest, state: "complete", fetchedBytes: total, totalBytes: total };
+    const index = m.view.ready;
+    if (!index) return { layer: digest, state: "streaming", fetchedBytes: m.blob.fetchedBytes, totalBytes: total };
+    const p = index.progress();
+    return { layer: digest, state: p.fetchedBytes >= p.totalBytes ? "complete" : "fetching", ...p };
   }
 
   /** The layer's index, if it is open and ready (mounted, or opened early for a pull). */
