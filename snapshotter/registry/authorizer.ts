@@ -15,6 +15,8 @@ const MAX_TOKEN_RESPONSE = 1 << 20;
 
 /** Scope for pulling from `repository`, as in the docker token protocol. */
 export const pullScope = (repository: string): string => `repository:${repository}:pull`;
+/** What pushing needs: a token server is asked for both. */
+export const pushScope = (repository: string): string => `repository:${repository}:pull,push`;
 
 interface CachedToken {
   header: string;

@@ -30,9 +30,9 @@ export const DEFAULT_RETRIES = 4;
 
 export interface HttpRequest {
   url: string;
-  method?: "GET" | "HEAD" | "POST";
+  method?: "GET" | "HEAD" | "POST" | "PUT";
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Buffer;
   /** Accept any TLS certificate for this request. */
   skipVerify?: boolean;
   /** Names the host and object in errors, e.g. `blob sha256:… at 127.0.0.1:5000/demo`. */

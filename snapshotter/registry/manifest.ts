@@ -29,6 +29,8 @@ export interface Descriptor {
   urls?: string[];
   annotations?: Record<string, string>;
   platform?: Platform;
+  /** OCI 1.1: the artifactType of the manifest it points at (referrers indexes carry it). */
+  artifactType?: string;
 }
 
 export interface ImageManifest {

@@ -5,7 +5,7 @@
 import { pipeline, type Readable } from "node:stream";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
-import { Authorizer, pullScope } from "./authorizer.js";
+import { Authorizer, pullScope, pushScope } from "./authorizer.js";
 import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } from "./blob-range.js";
 import { loadDockerCredentials, type CredentialStore } from "./credentials.js";
 import { DigestVerifier, sha256Digest, verifyDigest } from "./digest.js";
@@ -167,16 +167,91 @@ export class RegistryClient {
     });
   }
 
+  // ---- writing: blobs and manifests (augur manifest push) ----
+
+  /** Pushes a blob (skipped when the registry has it): a monolithic upload, POST then PUT. Returns its digest. */
+  async pushBlob(ref: string | ImageReference, bytes: Buffer): Promise<string> {
+    const reference = toReference(ref);
+    const digest = sha256Digest(bytes);
+    return this.#withEndpoints(reference, "push", async (endpoint) => {
+      const what = blobWhat(endpoint, reference, digest);
+      const exists = await this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { method: "HEAD", push: true }, what, async (res) => {
+        res.body.resume();
+        return res.status === 200;
+      });
+      if (exists) return digest;
+      const location = await this.#request(endpoint, reference, `/${reference.repository}/blobs/uploads/`, { method: "POST", push: true }, `upload of ${what}`, async (res) => {
+        await expectStatus(res, [202], `upload of ${what}`);
+        res.body.resume();
+        const loc = res.header("location");
+        if (!loc) throw new FailedPreconditionError(`upload of ${what}: the registry gave no Location`);
+        return uploadUrl(endpoint.url, loc, digest);
+      });
+      await this.#request(endpoint, reference, "", { method: "PUT", url: location, body: bytes, push: true, headers: { "content-type": "application/octet-stream" } }, `upload of ${what}`, async (res) => {
+        await expectStatus(res, [201, 204], `upload of ${what}`);
+        res.body.resume();
+      });
+      return digest;
+    });
+  }
+
+  /** Pushes manifest bytes under a tag or their digest; returns their digest. */
+  async pushManifest(ref: string | ImageReference, tagOrDigest: string, mediaType: string, bytes: Buffer): Promise<string> {
+    const reference = toReference(ref);
+    const digest = sha256Digest(bytes);
+    return this.#withEndpoints(reference, "push", (endpoint) => {
+      const what = `manifest ${reference.repository}${tagOrDigest.includes(":") ? "@" : ":"}${tagOrDigest} at ${endpoint.host}`;
+      return this.#request(endpoint, reference, `/${reference.repository}/manifests/${tagOrDigest}`, { method: "PUT", body: bytes, push: true, headers: { "content-type": mediaType } }, `push of ${what}`, async (res) => {
+        await expectStatus(res, [200, 201, 202], `push of ${what}`);
+        res.body.resume();
+        return digest;
+      });
+    });
+  }
+
+  /** A manifest's exact bytes, media type and digest (verified when asked by digest); undefined when there is none. */
+  async manifestBytes(ref: string | ImageReference, tagOrDigest: string, accept = MANIFEST_ACCEPT): Promise<{ bytes: Buffer; mediaType: string | undefined; digest: string } | undefined> {
+    const reference = toReference(ref);
+    try {
+      const m = await this.#fetchManifest(reference, tagOrDigest, tagOrDigest.includes(":") ? "pull" : "resolve", accept);
+      return { bytes: m.bytes, mediaType: m.contentType, digest: m.digest };
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The OCI referrers API: the image index of manifests whose subject is
+   * `digest`; undefined when the registry does not have the API (404, 400,
+   * 405), as distribution 2.8 does not.
+   */
+  async referrersApi(ref: string | ImageReference, digest: string): Promise<Buffer | undefined> {
+    const reference = toReference(ref);
+    validateDigest(digest);
+    return this.#withEndpoints(reference, "pull", (endpoint) => {
+      const what = `referrers of ${reference.repository}@${digest} at ${endpoint.host}`;
+      return this.#request(endpoint, reference, `/${reference.repository}/referrers/${digest}`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } }, what, async (res) => {
+        if ([400, 404, 405].includes(res.status) || !(res.header("content-type") ?? "").includes("application/vnd.oci.image.index.v1+json")) {
+          await res.body.dump();
+          return undefined;
+        }
+        await expectStatus(res, [200], what);
+        return readBody(res, MAX_MANIFEST_BYTES, what);
+      });
+    });
+  }
+
   /** Closes idle connections; requests still running fail. */
   async close(): Promise<void> {
     await this.#transport.close();
   }
 
-  async #fetchManifest(reference: ImageReference, tagOrDigest: string, capability: HostCapability): Promise<FetchedManifest> {
+  async #fetchManifest(reference: ImageReference, tagOrDigest: string, capability: HostCapability, accept = MANIFEST_ACCEPT): Promise<FetchedManifest> {
     const byDigest = tagOrDigest.includes(":");
     return this.#withEndpoints(reference, capability, (endpoint) => {
       const what = `manifest ${reference.repository}${byDigest ? "@" : ":"}${tagOrDigest} at ${endpoint.host}`;
-      const init = { headers: { accept: MANIFEST_ACCEPT } };
+      const init = { headers: { accept } };
       return this.#request(endpoint, reference, `/${reference.repository}/manifests/${tagOrDigest}`, init, what, async (res) => {
         await expectStatus(res, [200], what);
         const bytes = await readBody(res, MAX_MANIFEST_BYTES, what);
@@ -221,17 +296,19 @@ export class RegistryClient {
     endpoint: RegistryEndpoint,
     reference: ImageReference,
     path: string,
-    init: { method?: "GET" | "HEAD"; headers?: Record<string, string> },
+    init: RequestInit,
     what: string,
     consume: (res: HttpResponse) => Promise<T>,
   ): Promise<T> {
     const authorizer = await this.#authorizer;
-    const scope = pullScope(reference.repository);
+    const scope = init.push ? pushScope(reference.repository) : pullScope(reference.repository);
     for (let attempt = 0; ; attempt++) {
       const authorization = await authorizer.header(endpoint, scope);
       let challenges: Challenge[] = [];
       const headers = { ...endpoint.headers, ...init.headers, ...(authorization ? { authorization } : {}) };
-      const result = await this.#transport.send({ url: endpoint.url + path, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, what }, async (res) => {
+      const url = init.url ?? endpoint.url + path;
+      const request = { url, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, what, ...(init.body !== undefined ? { body: init.body } : {}) };
+      const result = await this.#transport.send(request, async (res) => {
         if (res.status !== 401) return { value: await consume(res) };
         challenges = parseWwwAuthenticate(res.headers["www-authenticate"]);
         await res.body.dump();
@@ -243,6 +320,16 @@ export class RegistryClient {
       }
     }
   }
+}
+
+interface RequestInit {
+  method?: "GET" | "HEAD" | "POST" | "PUT";
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** An absolute URL the registry gave (an upload's Location), instead of the endpoint's path. */
+  url?: string;
+  /** Ask for the push scope. */
+  push?: boolean;
 }
 
 function blobWhat(endpoint: RegistryEndpoint, reference: ImageReference, digest: string, range?: { offset: number; length?: number }): string {
@@ -288,4 +375,11 @@ async function readRange(res: HttpResponse, range: ByteRange, what: string): Pro
     if (have === range.length) break;
   }
   return Buffer.concat(chunks, have);
+}
+
+/** The URL to PUT an upload's bytes to: the registry's Location (relative or absolute) with `digest` added to its query. */
+export function uploadUrl(base: string, location: string, digest: string): string {
+  const url = new URL(location, base.endsWith("/") ? base : `${base}/`);
+  url.searchParams.set("digest", digest);
+  return url.toString();
 }

@@ -2,6 +2,7 @@ import { Readable } from "node:stream";
 import { describe, it, expect } from "vitest";
 import { isFailedPrecondition } from "../../../snapshotter/errdefs/errors.js";
 import { SkipBytes, bytesToSkip, rangeHeader } from "../../../snapshotter/registry/blob-range.js";
+import { uploadUrl } from "../../../snapshotter/registry/registry-client.js";
 
 describe("blob ranges", () => {
   it("writes inclusive Range headers", () => {
@@ -31,5 +32,12 @@ describe("blob ranges", () => {
     const out: Buffer[] = [];
     for await (const c of source.pipe(new SkipBytes(5))) out.push(c as Buffer);
     expect(Buffer.concat(out).toString()).toBe("fghij");
+  });
+});
+
+describe("uploadUrl", () => {
+  it("joins a relative or absolute Location with the digest, keeping the registry's query", () => {
+    expect(uploadUrl("http://r:5000/v2", "/v2/a/blobs/uploads/u1?_state=x", "sha256:ab")).toBe("http://r:5000/v2/a/blobs/uploads/u1?_state=x&digest=sha256%3Aab");
+    expect(uploadUrl("http://r:5000/v2", "https://s3.example/up?sig=1", "sha256:ab")).toBe("https://s3.example/up?sig=1&digest=sha256%3Aab");
   });
 });
