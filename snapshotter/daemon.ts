@@ -22,6 +22,7 @@ import { FetchStats } from "./fetch/fetch-stats.js";
 import { FetchScheduler } from "./prefetch/scheduler.js";
 import { Prefetcher } from "./prefetch/prefetcher.js";
 import { Learner } from "./predict/learner.js";
+import { ProfileSource } from "./manifest/profile-source.js";
 import "./predict/predictors.js";
 import { procRootUpper } from "./trace/attribution.js";
 import { TraceStore, traceDir } from "./trace/trace-store.js";
@@ -42,6 +43,7 @@ export class Daemon {
     private readonly traces: TraceStore | undefined,
     private readonly workloads: WorkloadSource,
     private readonly stopWatching: () => void,
+    private readonly profiles: ProfileSource,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
@@ -66,7 +68,12 @@ export class Daemon {
           },
         })
       : undefined;
-    const learner = traces ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models") }) : undefined;
+    const registry = new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) });
+    const profiles = new ProfileSource({ registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts });
+    const learner = traces
+      ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models"), extraTraces: () => profiles.traces() })
+      : undefined;
+    profiles.onChange(() => void learner?.retrain());
     const prefetcher = learner && config.prefetch
       ? new Prefetcher({
           scheduler,
@@ -80,7 +87,8 @@ export class Daemon {
     });
     const remote = cache
       ? new RemoteLayers({
-          registry: new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) }),
+          registry,
+          remoteIndex: (spec) => profiles.indexFor(spec),
           cache,
           queue: scheduler,
           stats: fetchStats,
@@ -90,7 +98,15 @@ export class Daemon {
               onOperation: (op, seconds) => late.metrics?.observeFuse(op, seconds),
             }),
           streams: new StreamOrder((layer) => prefetcher?.layerRank(layer)),
-          onImage: (image) => prefetcher?.imagePulling(image),
+          onImage: (image) => {
+            prefetcher?.imagePulling(image);
+            // what other nodes learned of it, if the registry has it: learn, and plan the pull again
+            void profiles.forImage(image.ref, image.manifest, image.annotations).then(async (found) => {
+              if (!found || !learner) return;
+              await learner.retrain();
+              prefetcher?.imagePulling(image, true);
+            });
+          },
           onLayerReady: (digest) => prefetcher?.layerReady(digest),
         })
       : undefined;
@@ -118,6 +134,7 @@ export class Daemon {
         })
       : () => undefined;
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
+    profiles.start();
     void learner?.retrain();
     const metrics = new Metrics(snapshotter, fetchStats);
     late.metrics = metrics;
@@ -147,7 +164,7 @@ export class Daemon {
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching);
+    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
@@ -162,6 +179,7 @@ export class Daemon {
     await this.api.close();
     await this.snapshotter.close();
     this.stopWatching();
+    this.profiles.stop();
     this.tracer?.close();
     this.workloads.close();
     rmSync(this.config.socket, { force: true });

@@ -2,13 +2,14 @@
 // augur's command line. `augur serve` runs the snapshotter; the other commands
 // talk to a running one or to containerd.
 import { parseArgs } from "node:util";
-import { readFileSync } from "node:fs";
 import { loadConfig } from "../config/config.js";
 import { Daemon } from "../daemon.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { PULL_USAGE, pullCommand } from "../pull/pull-command.js";
 import { TRACE_USAGE, traceCommand } from "../trace/trace-command.js";
 import { PREDICT_USAGE, predictCommand } from "../predict/predict-command.js";
+import { MANIFEST_USAGE, manifestCommand } from "../manifest/manifest-command.js";
+import { augurVersion } from "../util/version.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -38,14 +39,13 @@ Usage:
       --prefetch-granularity N  predicted files queued together per layer
                       (default 16)
       --no-prefetch   fetch only what reads ask for (and read-ahead)
-${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}  augur version
+      --cluster-manifest REF  a cluster manifest in a registry (augur manifest
+                      push --cluster), read at start and every 5 minutes
+      --trust-artifact DIGEST  a profile artifact whose layer indexes need no
+                      entry checks (repeatable)
+${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}${MANIFEST_USAGE}  augur version
   augur help
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
 
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -68,6 +68,8 @@ async function serve(argv: string[]): Promise<void> {
       "prefetch-budget": { type: "string" },
       "prefetch-granularity": { type: "string" },
       "no-prefetch": { type: "boolean" },
+      "cluster-manifest": { type: "string" },
+      "trust-artifact": { type: "string", multiple: true },
     },
     strict: true,
   });
@@ -79,6 +81,7 @@ async function serve(argv: string[]): Promise<void> {
       containerdAddress: values["containerd-address"], traceSize: values["trace-size"], trace: values["no-trace"] ? false : undefined,
       predictor: values.predictor, prefetchBudget: values["prefetch-budget"], prefetchGranularity: values["prefetch-granularity"],
       prefetch: values["no-prefetch"] ? false : undefined,
+      clusterManifest: values["cluster-manifest"], trustedArtifacts: values["trust-artifact"],
     },
     values.config,
   );
@@ -118,9 +121,11 @@ async function main(argv: string[]): Promise<void> {
       return traceCommand(rest);
     case "predict":
       return predictCommand(rest);
+    case "manifest":
+      return manifestCommand(rest);
     case "version":
     case "--version":
-      process.stdout.write(`augur ${version()}\n`);
+      process.stdout.write(`augur ${augurVersion()}\n`);
       return;
     case undefined:
     case "help":

@@ -42,6 +42,10 @@ export interface ServeConfig {
   prefetchBudget: number;
   /** Predicted files queued together per layer. */
   prefetchGranularity: number;
+  /** The cluster manifest's reference in a registry, read at start and every few minutes. */
+  clusterManifest: string | undefined;
+  /** Digests of profile artifacts whose layer indexes are trusted without entry checks. */
+  trustedArtifacts: string[];
 }
 
 export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends number ? string | number : ServeConfig[K] };
@@ -56,7 +60,7 @@ export const DEFAULT_PREFETCH_GRANULARITY = 16;
 export const DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock";
 
 /** TOML key -> setting, and what kind of value it takes. */
-const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" | "count" }> = {
+const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" | "count" | "digests" }> = {
   root: { key: "root", type: "string" },
   socket: { key: "socket", type: "string" },
   api: { key: "api", type: "string" },
@@ -73,6 +77,8 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   predictor: { key: "predictor", type: "string" },
   prefetch_budget: { key: "prefetchBudget", type: "size" },
   prefetch_granularity: { key: "prefetchGranularity", type: "count" },
+  cluster_manifest: { key: "clusterManifest", type: "string" },
+  trusted_artifacts: { key: "trustedArtifacts", type: "digests" },
 };
 
 export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
@@ -99,6 +105,8 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     predictor: flags.predictor ?? file.predictor ?? DEFAULT_PREDICTOR,
     prefetchBudget: budget === undefined ? DEFAULT_PREFETCH_BUDGET : parseSize(budget, "prefetch budget"),
     prefetchGranularity: granularity === undefined ? DEFAULT_PREFETCH_GRANULARITY : parseCount(granularity, "prefetch granularity"),
+    clusterManifest: flags.clusterManifest ?? file.clusterManifest,
+    trustedArtifacts: checkDigests(flags.trustedArtifacts ?? file.trustedArtifacts ?? [], "trusted artifact"),
   };
 }
 
@@ -114,6 +122,11 @@ export function parseSize(v: string | number, what: string): number {
     if (m && unit !== undefined && Number(m[1]) * unit >= 1) return Math.floor(Number(m[1]) * unit);
   }
   throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} is not a size (bytes, or a number with K, M, G or T, e.g. "10GiB")`);
+}
+
+function checkDigests(v: string[], what: string): string[] {
+  for (const d of v) if (!/^sha256:[0-9a-f]{64}$/.test(d)) throw new InvalidArgumentError(`${what} ${JSON.stringify(d)} is not a sha256 digest`);
+  return v;
 }
 
 /** A whole number of at least 1 ("16" or 16). */
@@ -136,6 +149,9 @@ function readConfigFile(path: string): ServeFlags {
     if (!spec) throw new InvalidArgumentError(`config file ${path}: unknown setting ${JSON.stringify(k)} (known: ${Object.keys(KEYS).join(", ")})`);
     if (spec.type === "boolean") {
       if (typeof v !== "boolean") throw new InvalidArgumentError(`config file ${path}: ${k} must be true or false`);
+    } else if (spec.type === "digests") {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new InvalidArgumentError(`config file ${path}: ${k} must be a list of digests`);
+      checkDigests(v as string[], `config file ${path}: ${k}:`);
     } else if (spec.type === "count") {
       if (typeof v !== "string" && typeof v !== "number") throw new InvalidArgumentError(`config file ${path}: ${k} must be a whole number`);
       parseCount(v, `config file ${path}: ${k}`);

@@ -106,9 +106,16 @@ export class Prefetcher {
     this.settings = { ...DEFAULT_PREFETCH, ...opts.settings };
   }
 
-  /** An image's first Prepare: fetch what its workloads read, before any container asks. */
-  imagePulling(image: { manifest: string; layers: string[] }): void {
-    this.#start(`pull:${image.manifest}`, "pull", { manifest: image.manifest, layers: image.layers, args: [], cwd: "", env: {} });
+  /**
+   * An image's first Prepare: fetch what its workloads read, before any
+   * container asks. `again`: the predictor learned something new of it (a
+   * profile from the registry arrived): the pull's plan starts over.
+   */
+  imagePulling(image: { manifest: string; layers: string[] }, again = false): void {
+    const key = `pull:${image.manifest}`;
+    const old = this.#plans.get(key);
+    if (old && again) this.#end(old);
+    this.#start(key, "pull", { manifest: image.manifest, layers: image.layers, args: [], cwd: "", env: {} });
   }
 
   /**

@@ -32,6 +32,8 @@ export interface RemoteIndex {
   digest: string;
   /** Where it came from, for logs. */
   source: string;
+  /** Its artifact's digest was pinned (node setting or image annotation): served without entry checks. */
+  trusted?: boolean;
 }
 
 /** Finds an index of the layer in the registry (manifest/), or undefined. */
@@ -77,7 +79,7 @@ export class LayerOpener {
     const path = await this.cache.blobPath(spec.layerDigest);
     if (!path && opts.remote !== false) {
       const remote = await this.#remoteIndex(spec);
-      if (remote) return new TarLayerIndex(remote, blob, { queue: this.queue, stats: this.stats, untrusted: true });
+      if (remote) return new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
     }
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })
@@ -88,7 +90,7 @@ export class LayerOpener {
   }
 
   /** An index from the registry that fits the layer, or undefined (logged once, the pull goes on without it). */
-  async #remoteIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {
+  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean } | undefined> {
     let found: RemoteIndex | undefined;
     try {
       found = await this.remoteIndex?.(spec);
@@ -105,8 +107,9 @@ export class LayerOpener {
         : index.entries.some((e) => e.header === undefined) ? "its entries carry no header offsets to check them by"
         : undefined;
       if (why) throw new InvalidArgumentError(why);
-      log.info("layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
-      return index;
+      log.info(found.trusted ? "layer index from the registry, pinned as trusted" : "layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
+      if (found.trusted) await this.cache.storeIndex(spec.layerDigest, found.bytes);
+      return { index, trusted: found.trusted ?? false };
     } catch (err) {
       log.warn("index from the registry does not fit the layer; ignored, streaming the layer", { layer: spec.layerDigest, source: found.source, error: errorMessage(err) });
       return undefined;

@@ -16,7 +16,7 @@ import type { RegistryClient, ResolvedImage } from "../registry/registry-client.
 import type { LayerSource } from "../source/labels.js";
 import { logger } from "../util/logging.js";
 import { DeferredView } from "./deferred-view.js";
-import { LayerOpener, type LayerFormat } from "./layer-opener.js";
+import { LayerOpener, type LayerFormat, type RemoteIndexSource } from "./layer-opener.js";
 import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
 import { StreamOrder } from "./stream-order.js";
 
@@ -39,6 +39,8 @@ export interface RemoteLayersOptions {
   stats: FetchStats;
   /** The order first-contact streams take (default: all at once). */
   streams?: StreamOrder;
+  /** Indexes of plain layers from the registry (manifest/profile-source.ts). */
+  remoteIndex?: RemoteIndexSource;
   mount: LayerMounter;
   platform?: string;
   /** Told once per pull, at the image's first Prepare: what is being pulled. */
@@ -54,6 +56,8 @@ export interface PulledImage {
   manifest: string;
   /** Layer digests, bottom first. */
   layers: string[];
+  /** The image manifest's annotations. */
+  annotations: Record<string, string>;
 }
 
 /** A layer opened before its Prepare came (see #openRest). */
@@ -108,7 +112,7 @@ export class RemoteLayers {
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder());
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder(), opts.remoteIndex);
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */
@@ -132,7 +136,7 @@ export class RemoteLayers {
     for (const [manifest, at] of this.#openedFor) if (now - at > MANIFEST_TTL_MS) this.#openedFor.delete(manifest);
     if (this.#openedFor.has(image.digest)) return; // once per pull, not once per layer
     this.#openedFor.set(image.digest, now);
-    this.#opts.onImage?.({ ref: source.imageRef, manifest: image.digest, layers: image.layers.map((l) => l.digest) });
+    this.#opts.onImage?.({ ref: source.imageRef, manifest: image.digest, layers: image.layers.map((l) => l.digest), annotations: image.manifest.annotations ?? {} });
     const mounted = new Set([...this.#mounted.values()].map((m) => m.spec.layerDigest));
     for (const desc of image.layers) {
       if (desc.digest === source.layerDigest || this.#early.has(desc.digest) || mounted.has(desc.digest)) continue;

@@ -22,6 +22,7 @@ describe("loadConfig", () => {
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
       trace: true, traceSize: 256 * 1024 ** 2, containerdAddress: "/run/containerd/containerd.sock",
       prefetch: true, predictor: "replay", prefetchBudget: 1024 ** 3, prefetchGranularity: 16,
+      clusterManifest: undefined, trustedArtifacts: [],
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
   });
@@ -46,6 +47,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig({}, file("prefetch_granularity = 0"))).toThrow(/prefetch_granularity 0 is not a whole number of at least 1/);
     expect(() => loadConfig({ prefetchGranularity: "two" })).toThrow(/prefetch granularity "two" is not a whole number/);
     expect(() => loadConfig({}, file('trace_size = "huge"'))).toThrow(/trace_size "huge" is not a size/);
+  });
+  it("reads the cluster manifest and the trusted artifacts", () => {
+    const d = `sha256:${"ab".repeat(32)}`;
+    const f = file(`cluster_manifest = "127.0.0.1:5000/augur/cluster:prod"\ntrusted_artifacts = ["${d}"]\n`);
+    expect(loadConfig({}, f)).toMatchObject({ clusterManifest: "127.0.0.1:5000/augur/cluster:prod", trustedArtifacts: [d] });
+    expect(loadConfig({ trustedArtifacts: [] }, f).trustedArtifacts).toEqual([]);
+    expect(() => loadConfig({ trustedArtifacts: ["sha256:xyz"] })).toThrow(/trusted artifact "sha256:xyz" is not a sha256 digest/);
+    expect(() => loadConfig({}, file('trusted_artifacts = "sha256:1"'))).toThrow(/trusted_artifacts must be a list of digests/);
   });
   it("names what is wrong in a bad file", () => {
     expect(() => loadConfig({}, file("root = ["))).toThrow(/cannot read config file/);

@@ -1,0 +1,211 @@
+// `augur manifest build|show|push|pull`: the cluster manifest from this node's
+// traces and indexes, to a file or into a registry as an OCI artifact, and
+// back. Reads --root directly (traces, the cache's indexes), so it works
+// whether or not `augur serve` is running.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
+import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
+import { parseReference, type ImageReference } from "../registry/reference.js";
+import { RegistryClient } from "../registry/registry-client.js";
+import { parseTrace, type Trace } from "../trace/trace-format.js";
+import { listTraceFiles, traceDir } from "../trace/trace-store.js";
+import { sha256Digest } from "../util/digest.js";
+import { augurVersion } from "../util/version.js";
+import { buildClusterManifest, CLUSTER_MANIFEST_MEDIA_TYPE, LIMITS, parseClusterManifest, PROFILE_ARTIFACT_TYPE, type ClusterManifest } from "./cluster-manifest.js";
+import { findArtifact, pullArtifact, pushArtifact, repositoryOf } from "./manifest-artifact.js";
+
+export const MANIFEST_USAGE = `  augur manifest build [--root DIR] [--cache-dir DIR] [--image IMAGE] [--granularity N] [--out FILE]
+      The cluster manifest of this node's traces (and the seekable indexes of
+      its plain layers): per workload its layer preference, file prefetch list
+      and granularity (docs/cluster-manifest.md). --image: only the workloads
+      of IMAGE's layers. Written to FILE, or printed.
+  augur manifest show FILE|REF [--plain-http]
+      A summary of a cluster manifest in a file, at REF (augur manifest push
+      --cluster), or attached to the image REF.
+  augur manifest push [--root DIR] [--plain-http] IMAGE
+      Stores IMAGE's profiles and layer indexes in IMAGE's repository, as an
+      OCI artifact whose subject is IMAGE (referrers API, or the sha256-<hex>
+      tag schema on registries without it).
+  augur manifest push [--root DIR] [--plain-http] --cluster REF
+      Stores everything this node knows at REF, for augur serve --cluster-manifest.
+  augur manifest pull [--plain-http] [--cluster] REF [--out FILE]
+      The cluster manifest attached to image REF (or, with --cluster, at REF).
+      Registry hosts and credentials: --hosts-dir DIR, --docker-config FILE.
+`;
+
+const DEFAULT_ROOT = "/var/lib/augur";
+/** A layer index this big is not published. */
+const MAX_INDEX_BYTES = 256 << 20;
+
+interface Opts {
+  root: string;
+  cacheDir: string;
+  granularity: number;
+  plainHttp: boolean;
+  hostsDir?: string;
+  dockerConfig?: string;
+}
+
+export async function manifestCommand(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<void> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      root: { type: "string" }, "cache-dir": { type: "string" }, image: { type: "string" }, granularity: { type: "string" },
+      out: { type: "string" }, "plain-http": { type: "boolean" }, cluster: { type: "boolean" }, "hosts-dir": { type: "string" },
+      "docker-config": { type: "string" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const root = values.root ?? DEFAULT_ROOT;
+  const granularity = Number(values.granularity ?? 16);
+  if (!Number.isSafeInteger(granularity) || granularity < 1) throw new InvalidArgumentError(`--granularity ${JSON.stringify(values.granularity)} is not a whole number of at least 1`);
+  const o: Opts = {
+    root, cacheDir: values["cache-dir"] ?? join(root, "cache"), granularity, plainHttp: values["plain-http"] ?? false,
+    ...(values["hosts-dir"] ? { hostsDir: values["hosts-dir"] } : {}), ...(values["docker-config"] ? { dockerConfig: values["docker-config"] } : {}),
+  };
+  const one = (what: string): string => {
+    if (positionals.length !== 1) throw new InvalidArgumentError(`augur manifest ${sub} takes ${what}`);
+    return positionals[0] as string;
+  };
+  const client = (): RegistryClient => new RegistryClient({ plainHttp: o.plainHttp, ...(o.hostsDir ? { hostsDir: o.hostsDir } : {}), ...(o.dockerConfig ? { dockerConfig: o.dockerConfig } : {}) });
+  switch (sub) {
+    case "build": {
+      if (positionals.length) throw new InvalidArgumentError("augur manifest build takes no arguments (--image IMAGE for one image)");
+      let layers: string[] | undefined;
+      if (values.image) {
+        const c = client();
+        try {
+          layers = (await c.resolve(values.image)).layers.map((l) => l.digest);
+        } finally {
+          await c.close();
+        }
+      }
+      const text = JSON.stringify(build(o, layers), null, 2) + "\n";
+      if (values.out) writeFileSync(values.out, text);
+      else out(text);
+      return;
+    }
+    case "show":
+      return out(summary(await load(one("one file or reference"), values.cluster ?? false, client)));
+    case "push": {
+      const ref = one(values.cluster ? "one reference (--cluster REF)" : "one image");
+      return out(await push(o, ref, values.cluster ?? false, client()));
+    }
+    case "pull": {
+      const m = await load(one("one reference"), values.cluster ?? false, client, true);
+      const text = JSON.stringify(m, null, 2) + "\n";
+      if (values.out) {
+        writeFileSync(values.out, text);
+        out(summary(m));
+      } else {
+        out(text);
+      }
+      return;
+    }
+    default:
+      throw new InvalidArgumentError(`unknown manifest command ${JSON.stringify(sub ?? "")}; use build, show, push or pull`);
+  }
+}
+
+function readTraces(root: string): Trace[] {
+  if (!existsSync(root)) throw new NotFoundError(`augur root ${root} does not exist (give --root: where augur serve keeps its state)`);
+  const dir = traceDir(root);
+  if (!existsSync(dir)) return [];
+  return listTraceFiles(dir).map((f) => parseTrace(readFileSync(f.path, "utf8"), f.path));
+}
+
+/** The layer's serialised index in the cache, if this node has one. */
+function indexBytes(cacheDir: string, layer: string): Buffer | undefined {
+  const path = join(cacheDir, "indexes", "sha256", layer.replace(/^sha256:/, ""));
+  if (!existsSync(path)) return undefined;
+  const bytes = readFileSync(path);
+  return bytes.length <= MAX_INDEX_BYTES ? bytes : undefined;
+}
+
+function build(o: Opts, layers: string[] | undefined): ClusterManifest {
+  const traces = readTraces(o.root);
+  if (traces.length === 0) throw new NotFoundError(`no traces under ${traceDir(o.root)}: run some containers with augur serve first`);
+  const m = buildClusterManifest(traces, {
+    granularity: o.granularity, tool: `augur ${augurVersion()}`, ...(layers ? { layers } : {}),
+    indexOf: (layer) => {
+      const bytes = indexBytes(o.cacheDir, layer);
+      return bytes ? { digest: sha256Digest(bytes), size: bytes.length, mediaType: TAR_INDEX_MEDIA_TYPE } : undefined;
+    },
+  });
+  if (m.workloads.length === 0) throw new NotFoundError(layers ? "no traced workload ran on that image's layers" : "no traced workload");
+  return m;
+}
+
+async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): Promise<string> {
+  try {
+    const target = parseReference(ref);
+    let subject;
+    let layers: string[] | undefined;
+    if (!cluster) {
+      const image = await c.resolve(target);
+      layers = image.layers.map((l) => l.digest);
+      const mediaType = image.manifest.mediaType || "application/vnd.oci.image.manifest.v1+json";
+      subject = { mediaType, digest: image.digest, size: image.manifestBytes.length };
+    }
+    const m = build(o, layers);
+    const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
+    for (const [layer, info] of Object.entries(m.layers)) {
+      const bytes = info.index ? indexBytes(o.cacheDir, layer) : undefined;
+      if (bytes) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes, annotations: { "io.augur.layer.digest": layer } } as (typeof blobs)[number]);
+    }
+    const repo: ImageReference = repositoryOf(target);
+    const desc = await pushArtifact(c, repo, {
+      artifactType: PROFILE_ARTIFACT_TYPE, blobs, ...(subject ? { subject } : {}), ...(cluster ? { tag: target.tag ?? "latest" } : {}),
+    });
+    const where = cluster ? `${repo.host}/${repo.repository}:${target.tag ?? "latest"}` : `${ref} (subject ${subject?.digest})`;
+    return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes\n`;
+  } finally {
+    await c.close();
+  }
+}
+
+async function load(what: string, cluster: boolean, client: () => RegistryClient, pulling = false): Promise<ClusterManifest> {
+  if (!pulling && existsSync(what)) return parseClusterManifest(readFileSync(what), what);
+  const c = client();
+  try {
+    const ref = parseReference(what);
+    const repo = repositoryOf(ref);
+    let tagOrDigest = ref.digest ?? ref.tag ?? "latest";
+    if (!cluster) {
+      const image = await c.resolve(ref).catch(() => undefined);
+      if (image) {
+        const found = await findArtifact(c, repo, image.digest, PROFILE_ARTIFACT_TYPE);
+        if (!found) throw new NotFoundError(`image ${what} has no augur profile attached (augur manifest push ${what})`);
+        tagOrDigest = found.descriptor.digest;
+      }
+    }
+    const a = await pullArtifact(c, repo, tagOrDigest);
+    const first = a.manifest.layers[0];
+    if (!first || first.mediaType !== CLUSTER_MANIFEST_MEDIA_TYPE) throw new InvalidArgumentError(`${what}: the artifact holds no cluster manifest`);
+    return parseClusterManifest(await a.blob(first, LIMITS.bytes), what);
+  } finally {
+    await c.close();
+  }
+}
+
+function summary(m: ClusterManifest): string {
+  const indexed = Object.values(m.layers).filter((l) => l.index).length;
+  const lines = [
+    `built by ${m.builtBy.tool} on ${m.builtBy.node} at ${m.builtBy.at}, from ${m.runs} runs`,
+    `${m.workloads.length} workloads, ${Object.keys(m.layers).length} layers (${indexed} with a seekable index)`,
+    "",
+    "SIGNATURE     IMAGE                                     RUNS  FILES  BYTES     GRANULARITY  LAYER PREFERENCE",
+  ];
+  for (const w of m.workloads) {
+    const bytes = w.files.reduce((n, f) => n + f.ranges.reduce((k, [, len]) => k + len, 0), 0);
+    lines.push([
+      w.signature.slice(7, 19), (w.image ?? "-").padEnd(40).slice(0, 40), String(w.runs).padEnd(4), String(w.files.length).padEnd(5),
+      `${(bytes / 1e6).toFixed(1)}MB`.padEnd(8), String(w.granularity).padEnd(11), w.layerPreference.map((l) => l.slice(7, 19)).join(" "),
+    ].join("  "));
+  }
+  return lines.join("\n") + "\n";
+}
