@@ -68,3 +68,33 @@ export function firstDifference(claimed: readonly TarRecord[], real: readonly Ta
   }
   return undefined;
 }
+
+/**
+ * Checks, before anything is served, that an index's entries tile the tar
+ * stream the way tar lays them out: in order, each file's next entry
+ * beginning right where its padded data ends. So an entry the index leaves
+ * out (a whiteout, say) cannot sit between a file and the next entry
+ * unnoticed; the entry checks as they are served, and the whole-layer check
+ * once the layer is complete, cover what follows entries without data (their
+ * own PAX records have no length the index could be held to).
+ */
+export function checkLayout(entries: readonly TarRecord[], uncompressedSize: number, layer: string): void {
+  const fail = (why: string): never => {
+    throw new IndexMismatchError(layer, why);
+  };
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as TarRecord;
+    const at = e.header;
+    if (at === undefined || at % 512 !== 0) fail(`index gives ${e.path} no header offset on a 512-byte block`);
+    const nextAt = i + 1 < entries.length ? (entries[i + 1] as TarRecord).header ?? -1 : undefined;
+    const last = e.segments[e.segments.length - 1];
+    const end = last ? Math.ceil((last.at + last.length) / 512) * 512 : undefined;
+    if (last && (e.segments[0] as { at: number }).at < (at as number) + 512) fail(`index puts ${e.path}'s data inside its own header`);
+    if (nextAt === undefined) {
+      if ((end ?? (at as number) + 512) > uncompressedSize) fail(`index puts ${e.path} past the end of the tar`);
+      continue;
+    }
+    if (nextAt <= (at as number)) fail(`index lists entry ${i + 1} before ${e.path}, the tar cannot`);
+    if (end !== undefined && nextAt !== end) fail(`index says the entry after ${e.path} begins at ${nextAt}, its data ends at ${end}: ${nextAt > end ? "the index leaves something out" : "they overlap"}`);
+  }
+}

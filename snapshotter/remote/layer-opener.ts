@@ -17,6 +17,7 @@ import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
 import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
 import { TarLayerIndex } from "../layer/tar-layer.js";
+import { checkLayout } from "../layer/entry-check.js";
 import type { RegistryClient } from "../registry/registry-client.js";
 import { logger } from "../util/logging.js";
 import type { RemoteLayerSpec } from "./remote-layer.js";
@@ -107,6 +108,7 @@ export class LayerOpener {
         : index.entries.some((e) => e.header === undefined) ? "its entries carry no header offsets to check them by"
         : undefined;
       if (why) throw new InvalidArgumentError(why);
+      if (!found.trusted) checkLayout(index.entries, index.uncompressedSize, spec.layerDigest);
       log.info(found.trusted ? "layer index from the registry, pinned as trusted" : "layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
       if (found.trusted) await this.cache.storeIndex(spec.layerDigest, found.bytes);
       return { index, trusted: found.trusted ?? false };

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { gzipSync } from "node:zlib";
 import { layerTar } from "../../../scripts/images/oci-image.js";
 import { IndexMismatchError } from "../../../snapshotter/fetch/verification.js";
-import { firstDifference } from "../../../snapshotter/layer/entry-check.js";
+import { checkLayout, firstDifference } from "../../../snapshotter/layer/entry-check.js";
 import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import type { TarRecord } from "../../../snapshotter/layer/tar-scanner.js";
@@ -89,5 +89,22 @@ describe("an index made elsewhere", () => {
     expect(firstDifference(index.entries, index.entries)).toBeUndefined();
     const moved = forged(index, "etc/a.txt", (r) => void (r.mtime = 1));
     expect(firstDifference(moved.entries, index.entries)).toMatch(/mtime/);
+  });
+
+  it("whose entries do not tile the tar (one left out between two files, an overlap, out of order) is refused before anything is served", async () => {
+    const t = await layerTar([
+      { type: "file", path: "a.txt", content: A },
+      { type: "whiteout", path: "gone" },
+      { type: "file", path: "b.txt", content: B },
+    ]);
+    const blob = gzipSync(t);
+    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    expect(() => checkLayout(index.entries, index.uncompressedSize, index.digest)).not.toThrow();
+    const without = index.entries.filter((e) => !e.path.endsWith(".wh.gone"));
+    expect(() => checkLayout(without, index.uncompressedSize, index.digest)).toThrow(/leaves something out/);
+    const overlap = forged(index, "a.txt", (r) => void (r.segments = r.segments.map((s) => ({ ...s, length: s.length + 600 }))));
+    expect(() => checkLayout(overlap.entries, index.uncompressedSize, index.digest)).toThrow(/overlap/);
+    expect(() => checkLayout([...index.entries].reverse(), index.uncompressedSize, index.digest)).toThrow(/before/);
+    expect(() => checkLayout(index.entries, 1024, index.digest)).toThrow(/past the end/);
   });
 });
