@@ -22,14 +22,14 @@ export interface Augur {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startAugur(dir: string, opts: { root?: string; socket?: string; extraArgs?: string[]; logName?: string } = {}): Promise<Augur> {
+export async function startAugur(dir: string, opts: { root?: string; socket?: string; extraArgs?: string[]; logName?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Augur> {
   if (!existsSync(AUGUR_BIN)) throw new Error(`${AUGUR_BIN} is missing: run 'npm run build' first`);
   const root = opts.root ?? join(dir, "augur-root");
   const socket = opts.socket ?? join(dir, "augur.sock");
   const extra = opts.extraArgs ?? [];
   // startContainerd(dir) serves containerd's API here: augur asks it what containers run.
   const containerd = extra.includes("--containerd-address") ? [] : ["--containerd-address", join(dir, "containerd.sock")];
-  const proc = startProcess(process.execPath, [AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...containerd, ...extra], join(dir, opts.logName ?? "augur.log"));
+  const proc = startProcess(process.execPath, [AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...containerd, ...extra], join(dir, opts.logName ?? "augur.log"), { ...process.env, ...opts.env });
   await waitFor("augur to serve", () => canConnect(socket), 20_000, proc);
   return { root, socket, apiSocket: join(root, "api.sock"), proc, stop: (signal) => proc.stop(signal) };
 }

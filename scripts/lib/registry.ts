@@ -9,6 +9,12 @@ export interface Registry {
   proc: Proc;
   /** Everything the registry logged, including one access line per request. */
   log(): string;
+  /**
+   * The log once it has been quiet for a moment: the registry writes a
+   * request's access line after its response, so a client can be answered
+   * before the line reaches the log.
+   */
+  settledLog(): Promise<string>;
   /** Where blobs live on disk: `<storage>/docker/registry/v2/blobs/sha256/<xx>/<hex>/data`. */
   storage: string;
   stop(): Promise<void>;
@@ -49,12 +55,23 @@ export async function startRegistry(dir: string): Promise<Registry> {
   };
   const procs = [await start(0)];
   const current = (): Proc => procs[procs.length - 1] as Proc;
+  const log = (): string => procs.map((p) => p.log()).join("");
   return {
     host: `127.0.0.1:${port}`,
     get proc() {
       return current();
     },
-    log: () => procs.map((p) => p.log()).join(""),
+    log,
+    settledLog: async () => {
+      const deadline = Date.now() + 5000;
+      let seen = log();
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 250));
+        const now = log();
+        if (now.length === seen.length || Date.now() > deadline) return now;
+        seen = now;
+      }
+    },
     storage,
     stop: async () => {
       await current().stop();

@@ -12,7 +12,7 @@
 // Layers in use by a mount that is not yet complete are pinned: eviction
 // skips them, because their mount still needs what was fetched.
 import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
+import { createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LRUCache } from "lru-cache";
@@ -92,7 +92,9 @@ export class LayerCache {
   blobWriter(digest: string): BlobWriter {
     const rel = `blobs/sha256/${hexOf(digest)}`;
     const tmp = this.#wipPath();
-    const out: WriteStream = createWriteStream(tmp, { mode: 0o600 });
+    // Opened here, not by the stream: a stream opens its file later, so an
+    // abort before that would remove nothing and then leave the file in wip/.
+    const out: WriteStream = createWriteStream(tmp, { fd: openSync(tmp, "wx", 0o600) });
     let size = 0;
     let failed: Error | undefined;
     out.on("error", (err) => (failed = err));

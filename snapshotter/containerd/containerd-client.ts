@@ -366,6 +366,9 @@ export class ContainerdClient {
       client = new Ctor(`unix://${this.address}`, grpc.credentials.createInsecure(), {
         "grpc.max_receive_message_length": 16 << 20,
         "grpc.max_send_message_length": 16 << 20,
+        // a local socket: after containerd (re)starts, reconnect within a second, not gRPC's default of up to two minutes
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 1000,
       });
       this.#clients.set(name, client);
     }

@@ -113,12 +113,14 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     return this.#fetcher.fetchedBytes;
   }
 
-  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions, missing?: (path: string) => void): number {
     const ids: number[] = [];
     const seen = new Set<number>();
     let bytes = 0;
     for (const f of files) {
-      for (const c of this.tree.content(f.path)?.content ?? []) {
+      const file = this.tree.content(f.path);
+      if (!file) missing?.(f.path);
+      for (const c of file?.content ?? []) {
         if (seen.has(c.unit) || this.#fetcher.held(c.unit)) continue;
         if (!f.ranges.some((r) => r.offset < c.offset + c.size && c.offset < r.offset + r.length)) continue;
         seen.add(c.unit);

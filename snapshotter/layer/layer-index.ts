@@ -83,9 +83,10 @@ export interface LayerIndex {
    * Queues fetches of the units behind these parts of these files, in this
    * order, as jobs of the fetch queue (a prefetch: nobody waits for them
    * yet). Returns the compressed bytes queued (units already held cost
-   * nothing). Paths that are not regular files are skipped.
+   * nothing). Paths that are not regular files are skipped; `missing` hears
+   * of those the layer does not have at all (a prediction that cannot be).
    */
-  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number;
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions, missing?: (path: string) => void): number;
   /** Queues the whole layer (every unit not fetched yet), as `POST /prefetch/layer/{digest}` asks. */
   fetchAll(opts: Omit<AheadOptions, "maxRequestBytes">): void;
   /** Compressed bytes of the layer fetched (verified) so far, and in all. */

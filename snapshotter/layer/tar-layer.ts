@@ -98,10 +98,12 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     return this.reader.progress();
   }
 
-  fetchAhead(files: readonly FileRanges[], opts: AheadOptions): number {
+  fetchAhead(files: readonly FileRanges[], opts: AheadOptions, missing?: (path: string) => void): number {
     const stream: { offset: number; length: number }[] = [];
     for (const f of files) {
-      const segments = this.tree.content(f.path)?.content;
+      const file = this.tree.content(f.path);
+      if (!file) missing?.(f.path);
+      const segments = file?.content;
       if (!segments) continue;
       for (const r of f.ranges) {
         for (const s of segments) {

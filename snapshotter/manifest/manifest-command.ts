@@ -170,6 +170,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
 
 async function load(what: string, cluster: boolean, client: () => RegistryClient, pulling = false): Promise<ClusterManifest> {
   if (!pulling && existsSync(what)) return parseClusterManifest(readFileSync(what), what);
+  if (!pulling && /^\.{0,2}\/|\.json$/.test(what)) throw new NotFoundError(`no file ${what}`);
   const c = client();
   try {
     const ref = parseReference(what);

@@ -17,16 +17,18 @@ export interface WeightedTrace {
  * count alike instead.
  */
 export function rankSimilar(history: History, workload: WorkloadInput & { signature?: string }, k = Infinity): WeightedTrace[] {
-  const out: WeightedTrace[] = [];
+  const out: (WeightedTrace & { shared: number })[] = [];
+  const mine = new Set(workload.layers);
   for (const trace of history.traces) {
     let read = 0;
     for (const n of trace.bytesByLayer.values()) read += n;
     const weight = similarity(workload, trace.workload, read > 0 ? trace.bytesByLayer : undefined);
-    if (weight > 0) out.push({ trace, weight });
+    if (weight > 0) out.push({ trace, weight, shared: trace.workload.layers.filter((l) => mine.has(l)).length });
   }
-  // history.traces is oldest first, so for equal weights the later started wins
-  out.sort((a, b) => b.weight - a.weight || b.trace.started - a.trace.started);
-  return out.slice(0, k);
+  // for equal weights (a run that read only a shared base layer ties with one
+  // of the very image), the one sharing more layers, then the later started
+  out.sort((a, b) => b.weight - a.weight || b.shared - a.shared || b.trace.started - a.trace.started);
+  return out.slice(0, k).map(({ trace, weight }) => ({ trace, weight }));
 }
 
 /** Workloads remembered per history by the memos below. */

@@ -100,6 +100,8 @@ export class Prefetcher {
   readonly #lookahead = new Map<string, number>();
   /** Files containers touched before their plan started (containerd had not said yet what they run). */
   readonly #before = new Map<number, FileKey[]>();
+  /** Layers a prediction named a file of that is not there (logged once each). */
+  readonly #missingIn = new Set<string>();
 
   constructor(opts: PrefetcherOptions) {
     this.#opts = opts;
@@ -234,7 +236,7 @@ export class Prefetcher {
       lookahead: this.#lookahead.get(this.#learnedKey(workload)) ?? s.lookahead, caughtUp: 0, started: adopt?.started ?? performance.now(),
     };
     this.#plans.set(key, plan);
-    log.debug("prefetch plan", { plan: key, files: predicted.length, lookahead: plan.lookahead, ...(adopt ? { from: adopt.key } : {}) });
+    log.debug("prefetch plan", { plan: key, files: predicted.length, first: predicted.slice(0, 3).map((p) => p.path).join(" "), lookahead: plan.lookahead, ...(adopt ? { from: adopt.key } : {}) });
     this.#pump(plan);
     return plan;
   }
@@ -268,7 +270,14 @@ export class Prefetcher {
       else plan.waiting.set(layer, [{ files, priority }]);
       return;
     }
-    plan.queuedBytes += index.fetchAhead(files, { priority, plan: plan.fetch, maxRequestBytes: REQUEST_BYTES });
+    plan.queuedBytes += index.fetchAhead(files, { priority, plan: plan.fetch, maxRequestBytes: REQUEST_BYTES }, (path) => this.#missing(layer, path));
+  }
+
+  /** A predicted file its layer does not have (a profile from elsewhere that is wrong, or stale): said once per layer. */
+  #missing(layer: string, path: string): void {
+    if (this.#missingIn.has(layer)) return;
+    this.#missingIn.add(layer);
+    log.warn("predicted file is not in its layer; skipped (further ones in this layer are not logged)", { layer, path });
   }
 
   #end(plan: Plan): void {

@@ -222,13 +222,15 @@ export class TraceWriter {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending.length === 0) return;
-    const text = (this.#needsNewline ? "\n" : "") + this.#pending.join("");
+    const torn = this.#needsNewline;
+    const text = (torn ? "\n" : "") + this.#pending.join("");
     this.#needsNewline = false;
     this.#pending = [];
     this.#pendingBytes = 0;
     try {
       this.#fd ??= openSync(this.#file.path, "a", 0o600);
       writeSync(this.#fd, text);
+      if (torn) this.#store.grew(this.#file, 1); // the newline that ends a torn line takes a byte too
     } catch (err) {
       log.warn("could not write access trace; dropping its records", { trace: this.#file.id, error: errorMessage(err) });
     }
@@ -238,9 +240,12 @@ export class TraceWriter {
   end(reason: EndRecord["reason"]): void {
     if (this.#done) return;
     const t = this.now();
-    this.#pending.push(JSON.stringify({ kind: "end", t, reason } satisfies EndRecord) + "\n");
+    const line = JSON.stringify({ kind: "end", t, reason } satisfies EndRecord) + "\n";
+    this.#pending.push(line);
     this.flushNow();
     this.#close();
+    // Counted once written and closed: the bound may then drop this trace like any finished one.
+    this.#store.grew(this.#file, line.length);
   }
 
   /** The bound removed this trace: stop without writing. */

@@ -5,7 +5,7 @@
 // tried again for a while. Without containerd (not configured, not reachable)
 // a workload is still known by its layers, so traces and predictions go on.
 import { ContainerdClient } from "../containerd/containerd-client.js";
-import { errorMessage } from "../errdefs/errors.js";
+import { errorMessage, UnavailableError } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { makeWorkload, signatureEnv, type Workload } from "./workload.js";
 
@@ -90,7 +90,13 @@ export class WorkloadSource {
     try {
       for (const delay of LOOKUP_ATTEMPTS_MS) {
         if (delay) await new Promise((r) => setTimeout(r, delay).unref());
-        const rec = await client.container(c.container);
+        let rec;
+        try {
+          rec = await client.container(c.container);
+        } catch (err) {
+          if (err instanceof UnavailableError && delay !== LOOKUP_ATTEMPTS_MS[LOOKUP_ATTEMPTS_MS.length - 1]) continue; // containerd (re)connecting
+          throw err;
+        }
         if (!rec) continue;
         const image = rec.image ? await client.image(rec.image) : undefined;
         return makeWorkload({

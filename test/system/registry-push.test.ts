@@ -55,7 +55,7 @@ describe("augur artifacts in a registry", () => {
     const repo = repositoryOf(parseReference(`${registry.host}/push/app:1`));
     const from = registry.log().length;
     expect(await findArtifact(client, repo, `sha256:${"5".repeat(64)}`, TYPE)).toBeUndefined();
-    const requests = registry.log().slice(from).match(/"(GET|HEAD) \/v2\//g) ?? [];
+    const requests = (await registry.settledLog()).slice(from).match(/"(GET|HEAD) \/v2\//g) ?? [];
     expect(requests).toHaveLength(1);
   });
 
