@@ -23,23 +23,40 @@
 //                        local, every read through augur's FUSE layers (only ctr run is timed, as for local)
 //   augur-plain-history  "augur with history": the plain image on a node that ran it once (an untimed
 //                        first contact): its access traces and layer indexes kept, the data cache empty
+//   augur-plain-registry "profile from the registry": another node ran the image once (untimed) and
+//                        pushed its profile (augur manifest push); the timed node never saw the image,
+//                        its root and cache are empty. The image is served under <repo>-fleet so the
+//                        artifact is seen by no other mode.
+//   augur-shared-first   --shared-image (default py-data: the python image's layers plus its own), never
+//                        run anywhere, on an empty node: first contact
+//   augur-shared-cluster the same with --cluster-manifest: another node ran --image once and pushed the
+//                        cluster manifest (augur manifest push --cluster), which holds the shared layers'
+//                        profiles and indexes
+//
+// The registry serves a scratch copy of the storage (blobs hard-linked, repositories copied), writable
+// for the registry modes' pushes and removed afterwards.
 import { spawn } from "node:child_process";
 import { request as httpRequest } from "node:http";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { REPO, startAugur, type Augur } from "../lib/augur.js";
+import { AUGUR_BIN, REPO, startAugur, type Augur } from "../lib/augur.js";
 import { startContainerd, type Containerd } from "../lib/containerd.js";
 import { canConnect, removeScratch, runOk, scratchDir, startProcess, waitFor, type Proc } from "../lib/processes.js";
 import { DEFAULT_CACHE, WORKLOADS, buildDebianImages, pushDebianImages, registryStorage, storedManifestLayers, type Workload } from "../images/debian-image.js";
 import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./netns.js";
 
-export const MODES = ["overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz", "augur-plain-history", "augur-estargz-warm"] as const;
+export const MODES = [
+  "overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz",
+  "augur-plain-history", "augur-plain-registry", "augur-estargz-warm", "augur-shared-first", "augur-shared-cluster",
+] as const;
 export type Mode = (typeof MODES)[number];
 
 const { values } = parseArgs({
   options: {
     image: { type: "string", default: "python" },
+    // The image of the augur-shared-* modes: shares layers with --image, never run in the bench.
+    "shared-image": { type: "string", default: "py-data" },
     modes: { type: "string", default: MODES.join(",") },
     runs: { type: "string", default: "3" },
     rate: { type: "string", default: "100" },
@@ -64,6 +81,8 @@ const { values } = parseArgs({
 
 const workload: Workload | undefined = WORKLOADS[values.image];
 if (!workload) throw new Error(`unknown --image ${values.image} (known: ${Object.keys(WORKLOADS).join(", ")})`);
+const sharedWorkload: Workload | undefined = WORKLOADS[values["shared-image"]];
+if (!sharedWorkload) throw new Error(`unknown --shared-image ${values["shared-image"]} (known: ${Object.keys(WORKLOADS).join(", ")})`);
 const modes = values.modes.split(",").map((m) => m.trim()) as Mode[];
 for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode ${m} (known: ${MODES.join(", ")})`);
 const runs = Number(values.runs);
@@ -294,7 +313,7 @@ async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: numb
  * augur-plain-indexed and augur-plain-history: a first contact (untimed) whose
  * cache keeps only `subdirs` (and, for history, augur's traces).
  */
-async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], traces: boolean): Promise<Seed> {
+async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], traces: boolean, publish?: (root: string, cacheDir: string) => Promise<void>): Promise<Seed> {
   // No native copies: a layer unpacked before the container starts is read without FUSE, and its files would be
   // missing from the trace (a node's first container usually starts while its layers still stream; here containerd
   // waits for the base layer before it even creates the container).
@@ -307,6 +326,14 @@ async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], trac
     await env.containerd.stop().catch(() => undefined);
     await env.augur?.stop().catch(() => undefined);
   }
+  if (publish) {
+    try {
+      await publish(join(env.dir, "ar"), env.augurCache);
+    } catch (err) {
+      await removeScratch(env.dir);
+      throw err;
+    }
+  }
   const saved = scratchDir("augur-bench-seed-");
   const held = existsSync(env.augurCache) ? readdirSync(env.augurCache).join(", ") || "nothing" : "nothing";
   const found = subdirs.filter((s) => existsSync(join(env.augurCache, s)) && readdirSync(join(env.augurCache, s)).length > 0);
@@ -317,20 +344,39 @@ async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], trac
   if (values.verbose) for (const l of env.augur?.proc.log().split("\n").filter((x) => / (debug|warn|error) /.test(x)) ?? []) debug(`prime: ${l}`);
   if (traced && values.verbose) debug(await runOk(process.execPath, [join(import.meta.dirname, "../../snapshotter/cli/main.js"), "trace", "export", "--root", env.dir + "/ar"]));
   await removeScratch(env.dir);
-  if (found.length === 0 || (traces && !traced)) {
+  if ((subdirs.length > 0 && found.length === 0) || (traces && !traced)) {
     await removeScratch(saved);
     throw new Error(`first contact left nothing under ${subdirs.map((s) => `<cache>/${s}`).join(", ")}${traces ? " or <root>/traces" : ""} (the cache dir held: ${held}; adapt --keep-cache-subdirs)`);
   }
   return { dir: saved, subdirs: found, traces };
 }
 
+/** `augur manifest push` of a primed node's root: the image's profile, or with `cluster` everything at that reference. */
+const pushManifest = (ref: string, cluster?: string) => async (root: string, cacheDir: string): Promise<void> => {
+  const args = ["manifest", "push", "--root", root, "--cache-dir", cacheDir, "--plain-http", ...(cluster ? ["--cluster", cluster] : [ref])];
+  debug(`augur ${args.join(" ")}: ${(await runOk(process.execPath, [AUGUR_BIN, ...args], { timeoutMs })).trim()}`);
+};
+
 async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
   const tag = mode === "augur-estargz" || mode === "stargz-estargz" || mode === "augur-estargz-warm" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
-  const ref = `${reg.host}/${workload?.repo}:${tag}`;
+  const repo = mode === "augur-plain-registry" ? fleetRepo(workload?.repo ?? "") : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
+  const ref = `${reg.host}/${repo}:${tag}`;
   const result: ModeResult = { mode, runs: [] };
   let seed: Seed | undefined;
+  let moreArgs: string[] = [];
   try {
-    if (mode === "augur-plain-indexed") {
+    if (mode === "augur-plain-registry") {
+      say(`  ${mode}: another node runs ${ref} once and pushes its profile (untimed)`);
+      // the timed node gets nothing of that node's but what it pushed into the registry
+      await removeScratch((await primeNode(reg, ref, [], true, pushManifest(ref))).dir);
+    } else if (mode === "augur-shared-cluster") {
+      const primed = `${reg.host}/${workload?.repo}:plain`;
+      const cluster = `${reg.host}/bench/augur-cluster:${workload?.name}`;
+      say(`  ${mode}: another node runs ${primed} once and pushes the cluster manifest to ${cluster} (untimed)`);
+      const s = await primeNode(reg, primed, [], true, pushManifest(primed, cluster));
+      await removeScratch(s.dir);
+      moreArgs = ["--cluster-manifest", cluster];
+    } else if (mode === "augur-plain-indexed") {
       say(`  ${mode}: first contact to build the index (untimed)`);
       seed = await primeNode(reg, ref, keepSubdirs, false);
     } else if (mode === "augur-plain-history") {
@@ -340,7 +386,7 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
     for (let i = 1; i <= runs; i++) {
       let env: RunEnv | undefined;
       try {
-        env = await startEnv(mode, seed);
+        env = await startEnv(mode, seed, moreArgs);
         const r = await timedRun(mode, env, reg, ref, i);
         result.runs.push(r);
         say(
@@ -403,7 +449,7 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const s = medianOf(m);
     lines.push(check(`${m} at most 0.25 of the full pull's time`, s === undefined || !Number.isFinite(baseS) ? undefined : s <= 0.25 * baseS));
   }
-  const pairs: [Mode, Mode][] = [["augur-estargz", "stargz-estargz"], ["augur-plain-history", "stargz-optimized"]];
+  const pairs: [Mode, Mode][] = [["augur-estargz", "stargz-estargz"], ["augur-plain-history", "stargz-optimized"], ["augur-plain-registry", "stargz-optimized"]];
   if (results.some((r) => r.mode === "augur-estargz-warm") && results.some((r) => r.mode === "local")) {
     const a = medianOf("augur-estargz-warm");
     const b = medianOf("local");
@@ -414,6 +460,15 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const a = medianOf(ours);
     const b = medianOf(theirs);
     lines.push(check(`${ours} no slower than ${theirs} in the same run (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s)`, a === undefined || b === undefined ? undefined : a <= b));
+  }
+  if (augurModes.includes("augur-plain-registry")) {
+    const s = medianOf("augur-plain-registry");
+    lines.push(check("augur-plain-registry at most 0.10 of the full pull's time", s === undefined || !Number.isFinite(baseS) ? undefined : s <= 0.1 * baseS));
+  }
+  if (augurModes.includes("augur-shared-cluster") && augurModes.includes("augur-shared-first")) {
+    const a = medianOf("augur-shared-cluster");
+    const b = medianOf("augur-shared-first");
+    lines.push(check(`augur-shared-cluster at most 0.6 of augur-shared-first (${sharedWorkload?.name} never run; ${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s: ${a !== undefined && b !== undefined ? (a / b).toFixed(2) : "-"})`, a === undefined || b === undefined ? undefined : a <= 0.6 * b));
   }
   if (augurModes.includes("augur-plain-history")) {
     const s = medianOf("augur-plain-history");
@@ -462,6 +517,9 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
     `## lazy-pull benchmark: ${workload?.name} (${new Date().toISOString()})`,
     "",
     `Workload: ${workload?.description}; ready marker \`${workload?.ready}\`.`,
+    ...(results.some((r) => r.mode.startsWith("augur-shared"))
+      ? [`The augur-shared-* modes run ${sharedWorkload?.name} (${sharedWorkload?.description}; layers ${sharedWorkload?.layers.join(", ")}), never run in the bench; their ratio column is still to ${workload?.name}'s full pull.`]
+      : []),
     ...(!base && Number.isFinite(baseOk) ? [`Ratios are to a full pull of ${baseOk} s given with --baseline-s.`] : []),
     `Registry behind ${meta.rateMbit} Mbit/s (tc htb, both directions) + ${meta.latencyMs} ms per connection and per request (user-space proxy). Median of ${runs} runs, each from a wiped state.`,
     "",
@@ -477,6 +535,28 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
   ].join("\n");
 }
 
+// ---------------------------------------------------------------- the registry's storage
+
+/** The repository augur-plain-registry serves the image under: the same manifest and blobs, its own artifacts. */
+const fleetRepo = (repo: string): string => `${repo}-fleet`;
+
+/**
+ * A scratch copy of the registry storage the registry may write to: blobs
+ * hard-linked (the registry never rewrites a blob file; new ones get new
+ * paths), repositories copied (tags are links rewritten in place), and the
+ * image's repository copied once more as its fleet repository.
+ */
+async function scratchStorage(dir: string): Promise<string> {
+  const from = join(registryStorage(cache), "docker", "registry", "v2");
+  const to = join(dir, "storage", "docker", "registry", "v2");
+  mkdirSync(to, { recursive: true });
+  await runOk("cp", ["-al", join(from, "blobs"), join(to, "blobs")], { timeoutMs: 300_000 });
+  await runOk("cp", ["-r", join(from, "repositories"), join(to, "repositories")], { timeoutMs: 300_000 });
+  const repo = workload?.repo ?? "";
+  if (existsSync(join(to, "repositories", repo))) await runOk("cp", ["-r", join(to, "repositories", repo), join(to, "repositories", fleetRepo(repo))], { timeoutMs: 300_000 });
+  return join(dir, "storage");
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -488,7 +568,7 @@ async function main(): Promise<void> {
   const latencyMs = Number(values.latency);
   const dir = scratchDir("augur-bench-reg-");
   say(`lazy-pull benchmark: image ${workload?.name}, modes ${modes.join(", ")}, ${runs} runs, ${rateMbit} Mbit/s, ${latencyMs} ms latency`);
-  const reg = await startSlowRegistry(dir, registryStorage(cache), { rateMbit, latencyMs });
+  const reg = await startSlowRegistry(dir, await scratchStorage(dir), { rateMbit, latencyMs, writable: true });
   hostsDir = join(dir, "certs.d");
   mkdirSync(join(hostsDir, reg.host), { recursive: true });
   writeFileSync(join(hostsDir, reg.host, "hosts.toml"), `server = "http://${reg.host}"\n`);

@@ -309,10 +309,10 @@ export interface SlowRegistry {
 }
 
 /**
- * docker-registry serving `storage` (read-only) inside a shaped namespace,
+ * docker-registry serving `storage` (read-only unless `writable`) inside a shaped namespace,
  * reached through the latency proxy.
  */
-export async function startSlowRegistry(dir: string, storage: string, opts: { rateMbit?: number; latencyMs?: number } = {}): Promise<SlowRegistry> {
+export async function startSlowRegistry(dir: string, storage: string, opts: { rateMbit?: number; latencyMs?: number; writable?: boolean } = {}): Promise<SlowRegistry> {
   if (!existsSync(storage)) throw new Error(`registry storage ${storage} does not exist: build the images first`);
   mkdirSync(dir, { recursive: true });
   const netns = await createShapedNetns({ rateMbit: opts.rateMbit });
@@ -320,7 +320,7 @@ export async function startSlowRegistry(dir: string, storage: string, opts: { ra
   try {
     const port = 5000;
     const config = join(dir, "registry-netns.yml");
-    writeFileSync(config, registryConfig({ storage, addr: `${netns.nsIp}:${port}`, readOnly: true }));
+    writeFileSync(config, registryConfig({ storage, addr: `${netns.nsIp}:${port}`, readOnly: !opts.writable }));
 
     const registry = netns.start("docker-registry", ["serve", config], join(dir, "registry-netns.log"));
     await waitFor("registry in the namespace to listen", () => canConnect({ host: netns.nsIp, port }), 20_000, registry);

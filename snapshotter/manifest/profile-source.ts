@@ -58,6 +58,7 @@ export class ProfileSource {
   #cluster: LoadedProfile | undefined;
   readonly #images: LoadedProfile[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #firstClusterLoad: Promise<void> | undefined;
   #warned = new Set<string>();
 
   constructor(opts: ProfileSourceOptions) {
@@ -72,8 +73,8 @@ export class ProfileSource {
   /** Reads the cluster manifest now and every few minutes. */
   start(): void {
     if (!this.#opts.cluster) return;
+    this.#firstClusterLoad = this.#loadCluster();
     const load = (): void => void this.#loadCluster();
-    load();
     this.#timer = setInterval(load, CLUSTER_REFRESH_MS);
     this.#timer.unref();
   }
@@ -108,6 +109,8 @@ export class ProfileSource {
   /** A seekable index for the layer from a loaded profile, fetched from its artifact; undefined when none has one. */
   async indexFor(spec: RemoteLayerSpec): Promise<RemoteIndex | undefined> {
     await this.#pendingByRef.get(spec.imageRef); // the image's own lookup, started at its first Prepare
+    // A pull right after start must not miss the cluster's indexes: they save a whole-layer stream.
+    await this.#firstClusterLoad;
     for (const p of this.#loaded()) {
       const ref = p.manifest.layers[spec.layerDigest]?.index;
       if (!ref || ref.mediaType !== TAR_INDEX_MEDIA_TYPE) continue;
