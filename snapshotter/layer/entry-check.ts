@@ -15,11 +15,14 @@ const MAX_HEADER_BYTES = 1 << 20;
 /** Reads uncompressed bytes [offset, offset+length) of the layer's tar stream, verified. */
 export type StreamReader = (offset: number, length: number) => Promise<Buffer>;
 
+/** What a check reads first at an entry's header: the header and, usually, its PAX records. */
+export const CHECK_READ_BYTES = 4096;
+
 /** Throws IndexMismatchError unless the tar headers at `rec.header` describe exactly `rec`. */
 export async function checkEntry(read: StreamReader, rec: TarRecord, layer: string): Promise<void> {
   const at = rec.header;
   if (at === undefined) throw new IndexMismatchError(layer, `index gives no header offset for ${rec.path}`);
-  let want = 4096;
+  let want = CHECK_READ_BYTES;
   for (;;) {
     const bytes = await read(at, want);
     const scanner = new TarScanner();

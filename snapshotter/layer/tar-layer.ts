@@ -11,7 +11,7 @@ import { SpanReader, type AheadRanges, type SpanReaderOptions } from "./span-rea
 import { DIR_AHEAD_BYTES, FILE_AHEAD_BYTES } from "./speculative-fetches.js";
 import type { TarIndex } from "./tar-index.js";
 import type { DataSegment, TarRecord } from "./tar-scanner.js";
-import { checkEntry } from "./entry-check.js";
+import { CHECK_READ_BYTES, checkEntry } from "./entry-check.js";
 
 export interface TarLayerOptions extends SpanReaderOptions {
   /** The index was made elsewhere (the registry): check each entry against the tar headers before serving it. */
@@ -55,6 +55,24 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
       this.#checks.set(path, p);
     }
     return p;
+  }
+
+  /**
+   * Queues the tar headers the entry checks of `paths` (and of their parent
+   * directories) will read, so lookups a workload is known to make find them
+   * fetched; returns the compressed bytes queued.
+   */
+  fetchHeadersAhead(paths: readonly string[], opts: AheadOptions): number {
+    const ranges: { offset: number; length: number }[] = [];
+    const seen = new Set<string>();
+    for (const p of paths) {
+      for (let at: string = p; at !== "" && !seen.has(at); at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") {
+        seen.add(at);
+        const header = (this.tree.record(at) as TarRecord | undefined)?.header;
+        if (header !== undefined) ranges.push({ offset: header, length: CHECK_READ_BYTES });
+      }
+    }
+    return this.reader.fetchAhead(ranges, opts);
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {

@@ -62,6 +62,13 @@ export interface WorkloadProfile {
   layerPreference: string[];
   /** The files it reads, in order. */
   files: ProfileFile[];
+  /**
+   * Entries it looks up without reading (directories, files it only stats),
+   * in first-touch order. A node whose index of the layer is untrusted must
+   * check each entry's tar header before answering for it; knowing these, it
+   * fetches those headers ahead instead of waiting for each.
+   */
+  lookups?: { layer: string; path: string }[];
 }
 
 export interface IndexReference {
@@ -94,6 +101,7 @@ export interface BuildOptions {
 /** Builds a cluster manifest from this node's traces. */
 export function buildClusterManifest(traces: readonly Trace[], opts: BuildOptions): ClusterManifest {
   const history = new TraceHistory(traces);
+  const byId = new Map(traces.map((t) => [t.header.id, t]));
   const bySignature = new Map<string, typeof history.traces[number][]>();
   for (const t of history.traces) {
     if (opts.layers && !t.workload.layers.some((l) => opts.layers?.includes(l))) continue;
@@ -122,12 +130,24 @@ export function buildClusterManifest(traces: readonly Trace[], opts: BuildOption
       if (ranges.length === 0) continue; // nothing to fetch: an empty file
       files.push({ ...f, ranges, order: files.length, confidence: round((counts.get(fileId(f)) ?? 0) / runs.length) });
     }
+    const read = new Set(files.map(fileId));
+    const lookups: { layer: string; path: string }[] = [];
+    for (const id of [newest, ...runs.slice(0, -1).reverse()].map((r) => r.id)) {
+      for (const a of byId.get(id)?.accesses ?? []) {
+        if (a.op !== "lookup" || a.path === "" || lookups.length >= LIMITS.filesPerWorkload) continue;
+        const key = fileId(a);
+        if (read.has(key) || seen.has(`lookup ${key}`)) continue;
+        seen.add(`lookup ${key}`);
+        lookups.push({ layer: a.layer, path: a.path });
+      }
+    }
     const w = newest.workload;
     const layerPreference: string[] = [];
     for (const f of files) if (!layerPreference.includes(f.layer)) layerPreference.push(f.layer);
     workloads.push({
       signature, ...(w.image ? { image: w.image } : {}), ...(w.manifest ? { manifest: w.manifest } : {}),
       layers: w.layers, args: w.args, cwd: w.cwd, env: w.env, runs: runs.length, granularity: opts.granularity, layerPreference, files,
+      ...(lookups.length ? { lookups } : {}),
     });
   }
   const layers: ClusterManifest["layers"] = {};
@@ -243,6 +263,15 @@ function parseWorkload(v: unknown, where: string): WorkloadProfile {
     }),
     files: list(v.files, `${where}.files`, LIMITS.filesPerWorkload).map((f, k) => parseFile(f, `${where}.files[${k}]`, layerSet)),
   };
+  if (v.lookups !== undefined) {
+    w.lookups = list(v.lookups, `${where}.lookups`, LIMITS.filesPerWorkload).map((e, k) => {
+      const at = `${where}.lookups[${k}]`;
+      if (!isObj(e)) fail(at, "not an object");
+      const layer = digest(e.layer, `${at}.layer`);
+      if (!layerSet.has(layer)) fail(`${at}.layer`, `${layer} is not one of the workload's layers`);
+      return { layer, path: path(e.path, `${at}.path`) };
+    });
+  }
   return w;
 }
 

@@ -118,12 +118,24 @@ export class ProfileSource {
       if (!desc) continue;
       try {
         const bytes = await p.blob(desc, MAX_INDEX_BYTES);
-        return { bytes, digest: ref.digest, source: p.source, trusted: p.trusted };
+        const lookups = this.#lookupsIn(spec.layerDigest);
+        return { bytes, digest: ref.digest, source: p.source, trusted: p.trusted, ...(lookups.length ? { lookups } : {}) };
       } catch (err) {
         this.#warnOnce(`${p.source} ${ref.digest}`, "could not fetch a layer index from the registry; streaming the layer", { layer: spec.layerDigest, source: p.source, error: errorMessage(err) });
       }
     }
     return undefined;
+  }
+
+  /** What the loaded profiles' workloads look up in the layer without reading it, first-touch order, each once. */
+  #lookupsIn(layer: string): string[] {
+    const out = new Set<string>();
+    for (const p of this.#loaded()) {
+      for (const w of p.manifest.workloads) {
+        for (const e of w.lookups ?? []) if (e.layer === layer && out.size < LIMITS.filesPerWorkload) out.add(e.path);
+      }
+    }
+    return [...out];
   }
 
   #loaded(): LoadedProfile[] {

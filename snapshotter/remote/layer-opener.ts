@@ -35,7 +35,12 @@ export interface RemoteIndex {
   source: string;
   /** Its artifact's digest was pinned (node setting or image annotation): served without entry checks. */
   trusted?: boolean;
+  /** Paths in the layer that workloads look up without reading: their headers are fetched ahead for the entry checks. */
+  lookups?: readonly string[];
 }
+
+/** Priority and request size of the header fetches for an untrusted index's entry checks: what a container's lookups wait for. */
+const CHECK_AHEAD = { priority: "soon", maxRequestBytes: 1 << 20 } as const;
 
 /** Finds an index of the layer in the registry (manifest/), or undefined. */
 export type RemoteIndexSource = (spec: RemoteLayerSpec) => Promise<RemoteIndex | undefined>;
@@ -80,7 +85,11 @@ export class LayerOpener {
     const path = await this.cache.blobPath(spec.layerDigest);
     if (!path && opts.remote !== false) {
       const remote = await this.#remoteIndex(spec);
-      if (remote) return new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
+      if (remote) {
+        const index = new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
+        if (index.untrusted && remote.lookups) index.fetchHeadersAhead(remote.lookups, CHECK_AHEAD);
+        return index;
+      }
     }
     const index = path
       ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })
@@ -91,7 +100,7 @@ export class LayerOpener {
   }
 
   /** An index from the registry that fits the layer, or undefined (logged once, the pull goes on without it). */
-  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean } | undefined> {
+  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean; lookups?: readonly string[] } | undefined> {
     let found: RemoteIndex | undefined;
     try {
       found = await this.remoteIndex?.(spec);
@@ -111,7 +120,7 @@ export class LayerOpener {
       if (!found.trusted) checkLayout(index.entries, index.uncompressedSize, spec.layerDigest);
       log.info(found.trusted ? "layer index from the registry, pinned as trusted" : "layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
       if (found.trusted) await this.cache.storeIndex(spec.layerDigest, found.bytes);
-      return { index, trusted: found.trusted ?? false };
+      return { index, trusted: found.trusted ?? false, ...(found.lookups ? { lookups: found.lookups } : {}) };
     } catch (err) {
       log.warn("index from the registry does not fit the layer; ignored, streaming the layer", { layer: spec.layerDigest, source: found.source, error: errorMessage(err) });
       return undefined;

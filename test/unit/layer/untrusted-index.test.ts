@@ -10,7 +10,8 @@ import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-ind
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import type { TarRecord } from "../../../snapshotter/layer/tar-scanner.js";
 import { DeferredView } from "../../../snapshotter/remote/deferred-view.js";
-import { chunks, countingSource, sha256 } from "./helpers.js";
+import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
+import { chunks, countingSource, noise, sha256 } from "./helpers.js";
 
 const MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip";
 const A = Buffer.from("the real contents of a\n");
@@ -44,6 +45,30 @@ describe("an index made elsewhere", () => {
     expect((await untrusted.readFile("etc/a.txt", 0, 100)).equals(A)).toBe(true);
     await untrusted.check?.("etc/.wh.gone");
     expect(untrusted.hasXattrs).toBe(true); // its claim of none is not believed
+  });
+
+  it("gets the headers of entries a workload looks up fetched ahead, so their checks wait for nothing", async () => {
+    // big files between the entries, so each header sits in a span of its own
+    const t = await layerTar([
+      { type: "dir", path: "lib" },
+      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
+      { type: "dir", path: "lib/pkg" },
+      { type: "file", path: "lib/pkg/mod.py", content: noise(1 << 20, 9) },
+    ]);
+    const blob = gzipSync(t);
+    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    const source = countingSource(blob);
+    const queue = new FetchScheduler({ concurrency: 2 });
+    const untrusted = new TarLayerIndex(index, source, { untrusted: true, queue });
+    const queued = untrusted.fetchHeadersAhead(["lib/m4.py", "lib/pkg/mod.py", "no/such/entry"], { priority: "soon", maxRequestBytes: 1 << 20 });
+    expect(queued).toBeGreaterThan(0);
+    expect(queued).toBeLessThan(blob.length / 2); // the headers' spans, not the layer
+    await queue.idle();
+    const fetched = source.calls.length;
+    for (const p of ["lib/m4.py", "lib/pkg/mod.py", "lib/pkg", "lib"]) await untrusted.check?.(p);
+    expect(source.calls.length).toBe(fetched); // every check found its header fetched
+    await untrusted.check?.("lib/m1.py"); // one not looked up ahead fetches its own
+    expect(source.calls.length).toBeGreaterThan(fetched);
   });
 
   it("that points a file at another file's bytes, changes its size or its mode, is caught before anything is served", async () => {

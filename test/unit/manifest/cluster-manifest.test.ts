@@ -44,6 +44,20 @@ describe("cluster manifest", () => {
     expect(findProfiles(m, { image: python?.manifest })).toHaveLength(1);
   });
 
+  it("lists what a workload looks up without reading: directories and files it only stats, each once, none it reads", () => {
+    const python = built().workloads.find((w) => w.image?.endsWith("/bench/python:plain"));
+    const lookups = python?.lookups ?? [];
+    const key = (e: { layer: string; path: string }): string => `${e.layer} ${e.path}`;
+    const read = new Set(python?.files.map(key));
+    expect(lookups.length).toBeGreaterThan(50);
+    expect(lookups.filter((e) => read.has(key(e)))).toEqual([]);
+    expect(new Set(lookups.map(key)).size).toBe(lookups.length);
+    // python stats a module's source before it opens the module's .pyc
+    expect(lookups.map((e) => e.path)).toContain("usr/lib/python3.11/json/__init__.py");
+    expect(python?.files.map((f) => f.path)).toContain("usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc");
+    expect(lookups.map((e) => e.path)).toContain("usr/lib/python3.11");
+  });
+
   it("parses what it builds, and predictors learn from its profiles as from traces", async () => {
     const m = built();
     const again = parseClusterManifest(JSON.stringify(m));
@@ -73,6 +87,8 @@ describe("cluster manifest", () => {
     expect(bad((d) => void ((d.workloads[0]?.files[0] as { confidence: number }).confidence = 7))).toMatch(/confidence: not a number from 0 to 1/);
     expect(bad((d) => void ((d.workloads[0] as { signature: string }).signature = "md5:x"))).toMatch(/signature: "md5:x" is not a sha256 digest/);
     expect(bad((d) => void ((d.workloads[0] as { files: unknown[] }).files = Array.from({ length: 50_001 }, () => ({}))))).toMatch(/50001 entries, at most 50000 allowed/);
+    expect(bad((d) => void ((d.workloads[0] as { lookups: unknown[] }).lookups = [{ layer: d.workloads[0]?.layers[0], path: "/etc/passwd" }]))).toMatch(/lookups\[0\]\.path: .* is not a clean path inside a layer/);
+    expect(bad((d) => void ((d.workloads[0] as { lookups: unknown[] }).lookups = [{ layer: `sha256:${"9".repeat(64)}`, path: "etc" }]))).toMatch(/lookups\[0\]\.layer: .* is not one of the workload's layers/);
     expect(() => parseClusterManifest("{ not json")).toThrow(/not JSON/);
     expect(() => parseClusterManifest(Buffer.alloc((32 << 20) + 1, 0x20))).toThrow(/at most 33554432 allowed/);
   });
