@@ -169,7 +169,7 @@ describe("the cluster manifest through the registry", () => {
     // the whole-layer check is put off past the test: this asserts what the start-up fetched
     const n2 = await startNode("node2", ["--cluster-manifest", refs.cluster], { AUGUR_WHOLE_CHECK_DELAY_MS: "600000" });
     try {
-      const from = registry.log().length;
+      const from = (await registry.settledLog()).length;
       await rpull(n2, refs.a);
       const baseLayer = images.a?.layerDigests[1] as string;
       expect(await ctrRun(n2, refs.a, "a-node2", workload("a"))).toBe(workloadOut("a"));

@@ -109,7 +109,7 @@ afterAll(async () => {
 
 describe("lazy pulling through containerd", () => {
   it("eStargz: rpull takes every layer over and the container runs having fetched a fraction of the image", async () => {
-    const before = registry.log().length;
+    const before = (await registry.settledLog()).length;
     const pulled = await rpull(containerd, refs.estargz);
     expect(pulled.code, pulled.stderr).toBe(0);
     const out = await runProbe(containerd, refs.estargz, "esgz-1");
@@ -117,7 +117,7 @@ describe("lazy pulling through containerd", () => {
     expect(out.stdout).toBe(PROBE_OUT);
     const digests = estargzLayers.map((l) => l.digest);
     const total = estargzLayers.reduce((n, l) => n + l.size, 0);
-    const fetched = blobBytes(registry.log().slice(before), digests);
+    const fetched = blobBytes((await registry.settledLog()).slice(before), digests);
     expect(fetched).toBeGreaterThan(0);
     expect(fetched).toBeLessThan(total * 0.3); // the 10 MiB file was never read
     expect(augur.proc.log()).toMatch(/layer mounted lazily .*format=estargz/);
@@ -215,14 +215,14 @@ describe("lazy pulling through containerd", () => {
     }, 120_000);
 
     it("reads only the spans the container needs", async () => {
-      const before = registry.log().length;
+      const before = (await registry.settledLog()).length;
       const pulled = await rpull(containerdB, refs.plain);
       expect(pulled.code, pulled.stderr).toBe(0);
       const out = await runProbe(containerdB, refs.plain, "plain-b");
       expect(out.stdout).toBe(PROBE_OUT);
       expect(augurB.proc.log()).toMatch(/format=indexed/);
       const total = plain.layerSizes.reduce((a, b) => a + b, 0);
-      const fetched = blobBytes(registry.log().slice(before), plain.layerDigests);
+      const fetched = blobBytes((await registry.settledLog()).slice(before), plain.layerDigests);
       expect(fetched).toBeGreaterThan(0);
       expect(fetched).toBeLessThan(total * 0.5);
     });

@@ -116,7 +116,7 @@ afterAll(async () => {
 describe("predictive prefetch through containerd", () => {
   it("a workload run again on an emptied cache finds at least 90% of what it reads already fetched", async () => {
     await wipeDataAndRestart();
-    const logFrom = registry.log().length;
+    const logFrom = (await registry.settledLog()).length;
     const before = baseLayer(await status());
     expect(await ctrRun(refs.a, "a-again", readsA, "a")).toBe(expected(readsA, appContent.a as Buffer));
     const after = baseLayer(await status());
@@ -125,7 +125,7 @@ describe("predictive prefetch through containerd", () => {
     expect(hit + miss).toBeGreaterThan(readsA.length * SIZE * 0.9); // it did read the files
     expect(hit / (hit + miss)).toBeGreaterThanOrEqual(0.9);
     // the registry agrees: the base layer's bytes came in this run (the cache was empty), about as many as augur says it fetched
-    const sent = blobBytes(registry.log().slice(logFrom), baseDigest());
+    const sent = blobBytes((await registry.settledLog()).slice(logFrom), baseDigest());
     expect(sent).toBeGreaterThanOrEqual(hit);
     expect(sent).toBeLessThanOrEqual(after.aheadBytes - before.aheadBytes + miss + 64 * 1024);
     // the same figures for Prometheus, and how long FUSE operations took
@@ -175,13 +175,13 @@ describe("predictive prefetch through containerd", () => {
       throw err;
     });
     try {
-      const from = registry.log().length;
+      const from = (await registry.settledLog()).length;
       const r = await run("ctr-remote", ["--address", containerd2.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", refs.a], { timeoutMs: 120_000 });
       expect(r.code, r.stderr).toBe(0);
       const out = await containerd2.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.a, "a-node2", "sh", "-c", script(readsA, "a")], 120_000);
       expect(out.trim()).toBe(expected(readsA, appContent.a as Buffer));
       // whole-blob GETs (no Range), in the order the registry finished them
-      const finished = [...registry.log().slice(from).matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 200 (\d+)/g)]
+      const finished = [...(await registry.settledLog()).slice(from).matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 200 (\d+)/g)]
         .map((m) => m[1] as string)
         .filter((d) => imageA.layerDigests.includes(d));
       // A reads the tools layer first (sh), then the data files, then its app file: streamed in that order,
