@@ -17,6 +17,7 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { StreamOrder } from "./remote/stream-order.js";
+import { IndexRefiner } from "./remote/index-refiner.js";
 import { mountLayer } from "./fuse/mount-layer.js";
 import { FetchStats } from "./fetch/fetch-stats.js";
 import { FetchScheduler } from "./prefetch/scheduler.js";
@@ -44,6 +45,7 @@ export class Daemon {
     private readonly workloads: WorkloadSource,
     private readonly stopWatching: () => void,
     private readonly profiles: ProfileSource,
+    private readonly refiner: IndexRefiner | undefined,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
@@ -82,8 +84,13 @@ export class Daemon {
           settings: { budgetBytes: config.prefetchBudget, granularity: config.prefetchGranularity },
         })
       : undefined;
+    // where containers begin reading a gzip layer gets an access point of its own once they end
+    const refiner = tracer && cache && config.refineIndexes
+      ? new IndexRefiner((digest, reads, signal) => late.remote ? late.remote.refineIndex(digest, reads, signal) : Promise.resolve({ added: 0, spans: 0 }))
+      : undefined;
     tracer?.subscribe(({ container, record }) => {
       if (record.op === "open" || record.op === "read") prefetcher?.accessed(container.snapshot, record);
+      if (record.op === "read" && record.offset !== undefined && record.length !== undefined) refiner?.read(record.layer, record.path, record.offset, record.length);
     });
     const remote = cache
       ? new RemoteLayers({
@@ -123,6 +130,7 @@ export class Daemon {
         tracer?.containerRemoved(r.namespace, containerIdOf(r.namespace, r.key), r.id);
         prefetcher?.containerEnded(r.id);
         void learner?.retrain(); // the run's trace is complete now
+        refiner?.containerEnded();
       },
     });
     late.snapshotter = snapshotter;
@@ -131,6 +139,7 @@ export class Daemon {
       ? workloads.watchDeletes((ns, id) => {
           for (const snapshot of tracer.containerDeleted(ns, id)) prefetcher?.containerEnded(snapshot);
           void learner?.retrain();
+          refiner?.containerEnded();
         })
       : () => undefined;
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
@@ -158,13 +167,14 @@ export class Daemon {
           scheduler: scheduler.stats(), plans: prefetcher?.status() ?? [],
         },
         tracing: tracer?.stats() ?? null,
+        indexRefinement: refiner?.status() ?? null,
       })),
       ...prefetchRoutes(remote),
       ...manifestRoutes(),
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles);
+    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles, refiner);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
@@ -177,6 +187,7 @@ export class Daemon {
       });
     });
     await this.api.close();
+    await this.refiner?.close();
     await this.snapshotter.close();
     this.stopWatching();
     this.profiles.stop();

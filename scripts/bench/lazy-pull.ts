@@ -289,9 +289,9 @@ async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string,
   };
 }
 
-/** prefetch precision and recall from augur's GET /cache/status. */
-async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> {
-  const body = await new Promise<string>((resolve) => {
+/** augur's GET /cache/status as text ("{}" if it does not answer). */
+function cacheStatusText(augur: Augur): Promise<string> {
+  return new Promise<string>((resolve) => {
     const req = httpRequest({ socketPath: augur.apiSocket, path: "/cache/status" }, (res) => {
       let text = "";
       res.on("data", (c: Buffer) => (text += c.toString()));
@@ -300,6 +300,35 @@ async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: numb
     req.on("error", () => resolve("{}"));
     req.end();
   });
+}
+
+/**
+ * A primed node adds access points to its layer indexes once its container
+ * has gone (README, "Access points where reads begin"): wait for that round,
+ * as a node that ran the image some time ago would have finished it.
+ */
+async function indexRefinementDone(augur: Augur): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    let st: { rounds: number; running: boolean; pending: number; added: number } | null | undefined;
+    try {
+      st = (JSON.parse(await cacheStatusText(augur)) as { indexRefinement?: typeof st }).indexRefinement;
+    } catch {
+      st = undefined;
+    }
+    if (st === null) return; // turned off
+    if (st && st.rounds > 0 && !st.running && st.pending === 0) {
+      debug(`index refinement: ${st.added} access points added in ${st.rounds} round(s)`);
+      return;
+    }
+    if (Date.now() > deadline) throw new Error(`augur did not finish adding access points within 180 s: ${JSON.stringify(st)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** prefetch precision and recall from augur's GET /cache/status. */
+async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> {
+  const body = await cacheStatusText(augur);
   try {
     const st = JSON.parse(body) as { prefetch?: { reads?: { recall?: number }; ahead?: { precision?: number } } };
     if (values.verbose) debug(`augur at READY: ${JSON.stringify(st.prefetch)}`);
@@ -321,6 +350,7 @@ async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], trac
   try {
     await runOk("ctr-remote", ["--address", env.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
     await runUntilReady(env.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "prime"], workload?.ready ?? "READY", () => undefined);
+    if (traces && env.augur) await indexRefinementDone(env.augur);
   } finally {
     // Stop augur before copying so what it writes at shutdown is included.
     await env.containerd.stop().catch(() => undefined);

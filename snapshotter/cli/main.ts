@@ -39,6 +39,8 @@ Usage:
       --prefetch-granularity N  predicted files queued together per layer
                       (default 16)
       --no-prefetch   fetch only what reads ask for (and read-ahead)
+      --no-index-refine  leave gzip layer indexes as first built (default: when
+                      a container ends, add access points where it began reading)
       --cluster-manifest REF  a cluster manifest in a registry (augur manifest
                       push --cluster), read at start and every 5 minutes
       --trust-artifact DIGEST  a profile artifact whose layer indexes need no
@@ -68,6 +70,7 @@ async function serve(argv: string[]): Promise<void> {
       "prefetch-budget": { type: "string" },
       "prefetch-granularity": { type: "string" },
       "no-prefetch": { type: "boolean" },
+      "no-index-refine": { type: "boolean" },
       "cluster-manifest": { type: "string" },
       "trust-artifact": { type: "string", multiple: true },
     },
@@ -81,6 +84,7 @@ async function serve(argv: string[]): Promise<void> {
       containerdAddress: values["containerd-address"], traceSize: values["trace-size"], trace: values["no-trace"] ? false : undefined,
       predictor: values.predictor, prefetchBudget: values["prefetch-budget"], prefetchGranularity: values["prefetch-granularity"],
       prefetch: values["no-prefetch"] ? false : undefined,
+      refineIndexes: values["no-index-refine"] ? false : undefined,
       clusterManifest: values["cluster-manifest"], trustedArtifacts: values["trust-artifact"],
     },
     values.config,

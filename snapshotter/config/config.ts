@@ -46,6 +46,8 @@ export interface ServeConfig {
   clusterManifest: string | undefined;
   /** Digests of profile artifacts whose layer indexes are trusted without entry checks. */
   trustedArtifacts: string[];
+  /** After a container ends, add access points to gzip layer indexes where it began reading (remote/index-refiner.ts). */
+  refineIndexes: boolean;
 }
 
 export type ServeFlags = { [K in keyof ServeConfig]?: ServeConfig[K] extends number ? string | number : ServeConfig[K] };
@@ -79,6 +81,7 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   prefetch_granularity: { key: "prefetchGranularity", type: "count" },
   cluster_manifest: { key: "clusterManifest", type: "string" },
   trusted_artifacts: { key: "trustedArtifacts", type: "digests" },
+  refine_indexes: { key: "refineIndexes", type: "boolean" },
 };
 
 export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
@@ -94,6 +97,7 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     api: flags.api ?? file.api ?? join(root, "api.sock"),
     lazy: flags.lazy ?? file.lazy ?? true,
     nativeCopy: flags.nativeCopy ?? file.nativeCopy ?? true,
+    refineIndexes: flags.refineIndexes ?? file.refineIndexes ?? true,
     hostsDir: flags.hostsDir ?? file.hostsDir ?? DEFAULT_HOSTS_DIR,
     cacheDir: flags.cacheDir ?? file.cacheDir ?? join(root, "cache"),
     cacheSize: size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size"),

@@ -46,10 +46,15 @@ export function compressionOf(mediaType: string): Compression {
   throw new InvalidArgumentError(`unsupported layer media type ${mediaType}`);
 }
 
-export function indexingDecoder(compression: Compression, span: number): IndexingDecoder {
+/**
+ * `at` (gzip only): put access points at exactly these uncompressed offsets,
+ * each a deflate block boundary found by `gzipBlockBoundaries`, instead of
+ * every `span` bytes.
+ */
+export function indexingDecoder(compression: Compression, span: number, at?: readonly number[]): IndexingDecoder {
   switch (compression) {
     case "gzip":
-      return gzipIndexer(span);
+      return gzipIndexer(span, at);
     case "zstd":
       return new ZstdIndexer(span);
     case "none":
@@ -57,9 +62,9 @@ export function indexingDecoder(compression: Compression, span: number): Indexin
   }
 }
 
-function gzipIndexer(span: number): IndexingDecoder {
+function gzipIndexer(span: number, at?: readonly number[]): IndexingDecoder {
   const z = zran();
-  const h = z.createInflater(span);
+  const h = z.createInflater(span, at && Float64Array.from(at));
   return {
     write: (chunk) => z.inflaterWrite(h, chunk),
     end: () => {
@@ -68,6 +73,22 @@ function gzipIndexer(span: number): IndexingDecoder {
       return { outputs: [], points: [] };
     },
   };
+}
+
+/**
+ * Every uncompressed offset of a gzip blob where decoding could resume (the
+ * ends of deflate blocks): where `indexingDecoder`'s `at` may place points.
+ */
+export async function gzipBlockBoundaries(blob: AsyncIterable<Uint8Array>): Promise<number[]> {
+  const z = zran();
+  const h = z.createInflater(1, undefined, true);
+  const outs: number[] = [];
+  for await (const piece of blob) {
+    const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    for (const p of z.inflaterWrite(h, chunk).points) outs.push(p.out);
+  }
+  if (!z.inflaterState(h).ended) throw new InvalidArgumentError("gzip stream truncated");
+  return outs;
 }
 
 function plainIndexer(span: number): IndexingDecoder {

@@ -67,8 +67,14 @@ export interface BuildOptions {
   /** The layer digest the blob must match. */
   digest: string;
   mediaType: string;
-  /** Uncompressed distance between access points; default 4 MiB. */
+  /** Uncompressed distance between access points; default DEFAULT_SPAN_SIZE. */
   spanSize?: number;
+  /**
+   * gzip: access points at exactly these uncompressed offsets (deflate block
+   * boundaries from `gzipBlockBoundaries`) instead of every `spanSize`; see
+   * access-points.ts.
+   */
+  accessAt?: readonly number[];
   /** Sees the uncompressed stream as it is decoded, so reads can be served during the first stream. */
   onData?: (offset: number, data: Buffer) => void;
 }
@@ -115,7 +121,7 @@ export async function buildTarIndex(blob: AsyncIterable<Uint8Array>, opts: Build
   const started = Date.now();
   const compression = compressionOf(opts.mediaType);
   const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
-  const decoder = indexingDecoder(compression, spanSize);
+  const decoder = indexingDecoder(compression, spanSize, opts.accessAt);
   const blobHash = createHash("sha256");
   const diffHash = createHash("sha256");
   const scanner = new TarScanner();

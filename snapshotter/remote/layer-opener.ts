@@ -11,7 +11,8 @@ import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { StreamOrder } from "./stream-order.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
-import { compressionOf } from "../layer/decoders.js";
+import { compressionOf, gzipBlockBoundaries } from "../layer/decoders.js";
+import { mergedPoints, pointsToAdd, streamOffsets, type ReadStart } from "../layer/access-points.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
 import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
@@ -23,6 +24,13 @@ import { logger } from "../util/logging.js";
 import type { RemoteLayerSpec } from "./remote-layer.js";
 
 const log = logger("remote");
+
+/** What `refineIndex` did: points added (0 when there was nothing to gain or nothing to do it with, `why` says which). */
+export interface Refinement {
+  added: number;
+  spans: number;
+  why?: string;
+}
 
 export type LayerFormat = "estargz" | "indexed" | "cached-blob" | "first-contact" | "registry-index";
 
@@ -135,6 +143,39 @@ export class LayerOpener {
     const index = await this.#firstContact(spec);
     await this.cache.storeIndex(spec.layerDigest, serializeTarIndex(index).bytes);
     return index;
+  }
+
+  /**
+   * Adds access points to a gzip layer's cached index where `reads` began
+   * (access-points.ts). Needs the blob cached whole: the index is rebuilt
+   * from it, digest-checked like any other, and replaces the old one in one
+   * rename, so a stop half-way leaves the old one. Layers already open keep
+   * the index they have; the next open uses the new one.
+   */
+  async refineIndex(digest: string, reads: readonly ReadStart[], signal?: AbortSignal): Promise<Refinement> {
+    const path = await this.cache.blobPath(digest);
+    const bytes = path && (await this.cache.readIndex(digest));
+    if (!path || !bytes) return { added: 0, spans: 0, why: "the blob or its index is not cached" };
+    const unpin = this.cache.pin(digest);
+    try {
+      const index = parseTarIndex(bytes);
+      if (index.compression !== "gzip") return { added: 0, spans: index.spans.length, why: `${index.compression} layer` };
+      const existing = index.spans.map((s) => s.out);
+      const starts = streamOffsets(index, reads);
+      // cheap test first: a point near every start already
+      if (pointsToAdd(existing, starts, starts).length === 0) return { added: 0, spans: existing.length, why: "points are near every read already" };
+      const read = (): NodeJS.ReadableStream & AsyncIterable<Buffer> => createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
+      const added = pointsToAdd(existing, starts, await gzipBlockBoundaries(read()));
+      if (added.length === 0) return { added: 0, spans: existing.length, why: "no block boundary nearer the reads" };
+      const refined = await buildTarIndex(read(), { digest, mediaType: index.mediaType, spanSize: index.spanSize, accessAt: mergedPoints(existing, added) });
+      if (refined.entries.length !== index.entries.length || refined.diffId !== index.diffId) {
+        throw new InvalidArgumentError(`layer ${digest}: the rebuilt index differs from the cached one (${refined.entries.length} entries, ${index.entries.length} before)`);
+      }
+      await this.cache.storeIndex(digest, serializeTarIndex(refined).bytes);
+      return { added: refined.spans.length - index.spans.length, spans: refined.spans.length };
+    } finally {
+      unpin();
+    }
   }
 
   async #cachedIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {

@@ -16,7 +16,8 @@ import type { RegistryClient, ResolvedImage } from "../registry/registry-client.
 import type { LayerSource } from "../source/labels.js";
 import { logger } from "../util/logging.js";
 import { DeferredView } from "./deferred-view.js";
-import { LayerOpener, type LayerFormat, type RemoteIndexSource } from "./layer-opener.js";
+import { LayerOpener, type LayerFormat, type Refinement, type RemoteIndexSource } from "./layer-opener.js";
+import type { ReadStart } from "../layer/access-points.js";
 import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
 import { StreamOrder } from "./stream-order.js";
 
@@ -234,6 +235,11 @@ export class RemoteLayers {
   }
 
   /** The layer's index, if it is open and ready (mounted, or opened early for a pull). */
+  /** Access points where `reads` began, in the layer's cached index (LayerOpener.refineIndex). */
+  refineIndex(digest: string, reads: readonly ReadStart[], signal?: AbortSignal): Promise<Refinement> {
+    return this.#opener.refineIndex(digest, reads, signal);
+  }
+
   readyIndex(digest: string): LayerIndex | undefined {
     return this.#ready.get(digest);
   }

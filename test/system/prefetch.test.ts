@@ -8,13 +8,16 @@
 // more than its budget. Native copies are off so every run reads through FUSE.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes, createHash } from "node:crypto";
-import { cpSync, mkdirSync, rmSync } from "node:fs";
+import { cpSync, createReadStream, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage, type LayerEntry } from "../../scripts/images/oci-image.js";
+import { buildTarIndex } from "../../snapshotter/layer/tar-index.js";
+import { parseTarIndex } from "../../snapshotter/layer/tar-index-codec.js";
+import { NEAR_ENOUGH } from "../../snapshotter/layer/access-points.js";
 
 const FILES = 240;
 const SIZE = 16 << 10;
@@ -114,6 +117,33 @@ afterAll(async () => {
 }, 120_000);
 
 describe("predictive prefetch through containerd", () => {
+  it("once the first run has gone, the base layer's index has access points where it began reading, and only there", async () => {
+    // the round starts when containerd deletes the container; wait for it to finish
+    let st: { rounds: number; running: boolean; pending: number; added: number } | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      st = (await status() as unknown as { indexRefinement: typeof st }).indexRefinement;
+      if (st && st.rounds > 0 && !st.running && st.pending === 0) break;
+    }
+    expect(st?.rounds).toBeGreaterThan(0);
+    expect(st?.added).toBeGreaterThan(0);
+    const hex = baseDigest().slice("sha256:".length);
+    const refined = parseTarIndex(readFileSync(join(augur.root, "cache", "indexes", "sha256", hex)));
+    const plain = await buildTarIndex(createReadStream(join(imageA.dir, "blobs", "sha256", hex)), { digest: baseDigest(), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" });
+    const points = refined.spans.map((x) => x.out);
+    const dataAt = (i: number): number => refined.entries.find((e) => e.path.replace(/^\.\//, "") === name(i))?.segments[0]?.at ?? -1;
+    const pointBefore = (at: number): number => Math.max(...points.filter((p) => p <= at));
+    // every file A read starts at most NEAR_ENOUGH after a point (random data: deflate blocks of ~16 KiB)
+    for (const i of readsA) expect(dataAt(i) - pointBefore(dataAt(i)), name(i)).toBeLessThanOrEqual(NEAR_ENOUGH);
+    // the old points are all still there; the new ones lie in the part of the layer A read
+    const old = new Set(plain.spans.map((x) => x.out));
+    for (const p of old) expect(points).toContain(p);
+    const added = points.filter((p) => !old.has(p));
+    expect(added.length).toBeGreaterThan(5);
+    const lastRead = Math.max(...readsA.map(dataAt));
+    for (const p of added) expect(p).toBeLessThanOrEqual(lastRead);
+    // and the layer serves the same bytes with it: the next test runs A from this index
+  });
+
   it("a workload run again on an emptied cache finds at least 90% of what it reads already fetched", async () => {
     await wipeDataAndRestart();
     const logFrom = (await registry.settledLog()).length;

@@ -31,6 +31,9 @@ typedef struct {
   uint64_t totin, totout, last;
   uint64_t span;
   uint64_t npoints;
+  double *at;         /* with at: points exactly at these outputs (sorted), not every span */
+  size_t nat, iat;
+  int nowin;          /* points without windows (a scan for where points can be) */
   unsigned char *buf; /* WIN bytes of history, then OUTSZ of output */
   size_t pos;         /* write position in buf */
   size_t emit;        /* first byte in buf not yet handed to JS */
@@ -41,6 +44,7 @@ static void inflater_free(napi_env env, void *data, void *hint) {
   inflater *z = (inflater *)data;
   inflateEnd(&z->strm);
   free(z->buf);
+  free(z->at);
   free(z);
 }
 
@@ -51,26 +55,67 @@ static napi_value throw_zlib(napi_env env, const char *what, int ret, const char
   return NULL;
 }
 
-/* createInflater(span) -> external. span: minimum uncompressed distance between points. */
+/* createInflater(span[, at[, noWindow]]) -> external. span: minimum uncompressed
+   distance between points. at (Float64Array, ascending): instead, a point at
+   each block boundary whose output offset is listed (and at the first one).
+   noWindow: points carry no window (to learn where the boundaries are). */
 static napi_value create_inflater(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 3;
+  napi_value argv[3];
   double span;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_double(env, argv[0], &span));
+  double *at = NULL;
+  size_t nat = 0;
+  int nowin = 0;
+  if (argc > 1) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[1], &t));
+    if (t != napi_undefined) {
+      bool is;
+      napi_typedarray_type tt;
+      void *data;
+      CHECK(napi_is_typedarray(env, argv[1], &is));
+      if (is) CHECK(napi_get_typedarray_info(env, argv[1], &tt, &nat, &data, NULL, NULL));
+      if (!is || tt != napi_float64_array) {
+        napi_throw_type_error(env, "ERR_ZRAN_ARG", "createInflater: at must be a Float64Array");
+        return NULL;
+      }
+      at = malloc((nat ? nat : 1) * sizeof *at);
+      if (!at) { napi_throw_error(env, "ERR_ZRAN", "out of memory"); return NULL; }
+      memcpy(at, data, nat * sizeof *at);
+    }
+  }
+  if (argc > 2) {
+    bool b;
+    CHECK(napi_get_value_bool(env, argv[2], &b));
+    nowin = b;
+  }
   inflater *z = calloc(1, sizeof *z);
-  if (!z) { napi_throw_error(env, "ERR_ZRAN", "out of memory"); return NULL; }
+  if (!z) { free(at); napi_throw_error(env, "ERR_ZRAN", "out of memory"); return NULL; }
   z->buf = calloc(1, WIN + OUTSZ);
   if (!z->buf || inflateInit2(&z->strm, 31) != Z_OK) {
-    free(z->buf); free(z);
+    free(z->buf); free(z); free(at);
     napi_throw_error(env, "ERR_ZRAN", "inflateInit2 failed");
     return NULL;
   }
   z->span = (uint64_t)span;
+  z->at = at;
+  z->nat = nat;
+  z->nowin = nowin;
   z->pos = z->emit = WIN;
   napi_value ext;
   CHECK(napi_create_external(env, z, inflater_free, NULL, &ext));
   return ext;
+}
+
+/* Whether the block boundary just reached (output z->totout) is a point. */
+static int wanted_here(inflater *z) {
+  if (z->npoints == 0) return 1;
+  if (!z->at) return z->totout - z->last >= z->span;
+  double out = (double)z->totout;
+  while (z->iat < z->nat && z->at[z->iat] < out) z->iat++;
+  return z->iat < z->nat && z->at[z->iat] == out;
 }
 
 static napi_value set_num(napi_env env, napi_value obj, const char *key, double v) {
@@ -137,16 +182,17 @@ static napi_value inflater_write(napi_env env, napi_callback_info info) {
     /* An access point at the end of a block (not the last one of a member):
        all output of the block has been delivered and at most 7 bits of the
        next block consumed, so inflate can resume here with the window. */
-    if ((z->strm.data_type & 128) && !(z->strm.data_type & 64) &&
-        (z->npoints == 0 || z->totout - z->last >= z->span)) {
+    if ((z->strm.data_type & 128) && !(z->strm.data_type & 64) && wanted_here(z)) {
       napi_value p, win;
       void *wdata;
       CHECK(napi_create_object(env, &p));
       if (!set_num(env, p, "in", (double)z->totin)) return NULL;
       if (!set_num(env, p, "bits", (double)(z->strm.data_type & 7))) return NULL;
       if (!set_num(env, p, "out", (double)z->totout)) return NULL;
-      CHECK(napi_create_buffer_copy(env, WIN, z->buf + z->pos - WIN, &wdata, &win));
-      CHECK(napi_set_named_property(env, p, "window", win));
+      if (!z->nowin) {
+        CHECK(napi_create_buffer_copy(env, WIN, z->buf + z->pos - WIN, &wdata, &win));
+        CHECK(napi_set_named_property(env, p, "window", win));
+      }
       CHECK(napi_set_element(env, points, npts++, p));
       z->last = z->totout;
       z->npoints++;

@@ -11,14 +11,20 @@ export interface ZranPoint {
   in: number;
   bits: number;
   out: number;
-  window: Buffer;
+  /** Absent when the inflater was made with `noWindow`. */
+  window?: Buffer;
 }
 
 declare const inflaterBrand: unique symbol;
 export type InflaterHandle = { readonly [inflaterBrand]: true };
 
 export interface ZranBinding {
-  createInflater(span: number): InflaterHandle;
+  /**
+   * Points at least `span` apart; or, with `at` (ascending uncompressed offsets),
+   * at the first block boundary and each boundary listed. `noWindow`: points
+   * without their 32 KiB window, to learn where boundaries are.
+   */
+  createInflater(span: number, at?: Float64Array, noWindow?: boolean): InflaterHandle;
   inflaterWrite(h: InflaterHandle, input: Buffer): { outputs: Buffer[]; points: ZranPoint[] };
   inflaterState(h: InflaterHandle): { ended: boolean; totalIn: number; totalOut: number };
   extract(input: Buffer, bits: number, window: Buffer, skip: number, length: number): Buffer;

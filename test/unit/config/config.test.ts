@@ -22,7 +22,7 @@ describe("loadConfig", () => {
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
       trace: true, traceSize: 256 * 1024 ** 2, containerdAddress: "/run/containerd/containerd.sock",
       prefetch: true, predictor: "replay", prefetchBudget: 1024 ** 3, prefetchGranularity: 16,
-      clusterManifest: undefined, trustedArtifacts: [],
+      clusterManifest: undefined, trustedArtifacts: [], refineIndexes: true,
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
   });
@@ -47,6 +47,9 @@ describe("loadConfig", () => {
     expect(() => loadConfig({}, file("prefetch_granularity = 0"))).toThrow(/prefetch_granularity 0 is not a whole number of at least 1/);
     expect(() => loadConfig({ prefetchGranularity: "two" })).toThrow(/prefetch granularity "two" is not a whole number/);
     expect(() => loadConfig({}, file('trace_size = "huge"'))).toThrow(/trace_size "huge" is not a size/);
+    expect(loadConfig({}, file("refine_indexes = false"))).toMatchObject({ refineIndexes: false });
+    expect(loadConfig({ refineIndexes: true }, file("refine_indexes = false"))).toMatchObject({ refineIndexes: true });
+    expect(() => loadConfig({}, file("refine_indexes = 1"))).toThrow(/refine_indexes must be true or false/);
   });
   it("reads the cluster manifest and the trusted artifacts", () => {
     const d = `sha256:${"ab".repeat(32)}`;

@@ -1,0 +1,80 @@
+// Access points where workloads begin reading a gzip layer. A gzip layer can
+// be entered only at an access point, so a read fetches and decodes from the
+// point before it: with a point every 512 KiB, python3's start-up fetches
+// 15.8 MB where stargz's per-file gzip members need 10.6 MB
+// (docs/benchmarks.md). A node that read a layer and still holds its blob can
+// add a point at the deflate block boundary just before each place where its
+// containers began reading; the next node to open the layer with that index
+// fetches from there.
+import { cleanPath } from "./layer-index.js";
+import type { TarIndex } from "./tar-index.js";
+
+/** Where a read began: a file of the layer and the offset in it. */
+export interface ReadStart {
+  path: string;
+  offset: number;
+}
+
+/** A read this close after an access point gains too little from one of its own (a point costs a 32 KiB window). */
+export const NEAR_ENOUGH = 64 << 10;
+/** At most this many points are added to a layer at once. */
+export const MAX_ADDED = 4096;
+
+/** Uncompressed stream offsets where `reads` begin (files the index does not hold are skipped), ascending, distinct. */
+export function streamOffsets(index: TarIndex, reads: readonly ReadStart[]): number[] {
+  // the index keeps the tar's own names ("./usr/..."); reads name clean paths
+  const byPath = new Map(index.entries.map((e) => [cleanPath(e.path), e]));
+  const out = new Set<number>();
+  for (const r of reads) {
+    const seg = byPath.get(r.path)?.segments.find((s) => r.offset >= s.offset && r.offset < s.offset + s.length);
+    if (seg) out.add(seg.at + (r.offset - seg.offset));
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** The largest value of ascending `xs` that is <= x, or undefined. */
+function floorOf(xs: readonly number[], x: number): number | undefined {
+  let lo = 0;
+  let hi = xs.length - 1;
+  let found: number | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = xs[mid] as number;
+    if (v <= x) {
+      found = v;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found;
+}
+
+/**
+ * The access points to add, ascending: for each start (ascending) more than
+ * `near` after the nearest point before it (existing or added), the block
+ * boundary before the start, when that brings the point at least `near / 2`
+ * closer. All inputs ascending uncompressed offsets.
+ */
+export function pointsToAdd(
+  existing: readonly number[],
+  starts: readonly number[],
+  boundaries: readonly number[],
+  near = NEAR_ENOUGH,
+  max = MAX_ADDED,
+): number[] {
+  const added: number[] = [];
+  for (const s of starts) {
+    if (added.length >= max) break;
+    const before = Math.max(floorOf(existing, s) ?? -Infinity, added[added.length - 1] ?? -Infinity);
+    if (s - before <= near) continue;
+    const b = floorOf(boundaries, s);
+    if (b !== undefined && b - before >= near / 2) added.push(b);
+  }
+  return added;
+}
+
+/** The existing points and the added ones, ascending and distinct: the `accessAt` of a rebuilt index. */
+export function mergedPoints(existing: readonly number[], added: readonly number[]): number[] {
+  return [...new Set([...existing, ...added])].sort((a, b) => a - b);
+}
