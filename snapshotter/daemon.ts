@@ -91,6 +91,7 @@ export class Daemon {
     tracer?.subscribe(({ container, record }) => {
       if (record.op === "open" || record.op === "read") prefetcher?.accessed(container.snapshot, record);
       if (record.op === "read" && record.offset !== undefined && record.length !== undefined) refiner?.read(record.layer, record.path, record.offset, record.length);
+      else if (record.op === "lookup") refiner?.lookup(record.layer, record.path);
     });
     const remote = cache
       ? new RemoteLayers({

@@ -228,7 +228,7 @@ async function stopEnv(env: RunEnv): Promise<void> {
   await env.augur?.stop().catch((e: unknown) => say(`    augur stop: ${String(e)}`));
   await env.stargz?.stop().catch((e: unknown) => say(`    stargz stop: ${String(e)}`));
   // AUGUR_DEBUG=prefetch (or another module) in the environment: its lines, for -v
-  if (values.verbose && env.augur && process.env.AUGUR_DEBUG) for (const l of env.augur.proc.log().split("\n").filter((x) => x.includes(" debug "))) debug(l);
+  if (values.verbose && env.augur && process.env.AUGUR_DEBUG) for (const l of env.augur.proc.log().split("\n").filter((x) => x.includes(" debug ") || x.includes("mounted lazily"))) debug(l);
   await removeScratch(env.dir);
 }
 

@@ -9,7 +9,11 @@
 import { cleanPath } from "./layer-index.js";
 import type { TarIndex } from "./tar-index.js";
 
-/** Where a read began: a file of the layer and the offset in it. */
+/**
+ * Where a read began: a file of the layer and the offset in it. Offset 0
+ * (a file read from its start, or any entry looked up) means the entry's tar
+ * header: a node checking an index it did not make reads the header too.
+ */
 export interface ReadStart {
   path: string;
   offset: number;
@@ -20,14 +24,16 @@ export const NEAR_ENOUGH = 64 << 10;
 /** At most this many points are added to a layer at once. */
 export const MAX_ADDED = 4096;
 
-/** Uncompressed stream offsets where `reads` begin (files the index does not hold are skipped), ascending, distinct. */
+/** Uncompressed stream offsets where `reads` begin (entries the index does not hold are skipped), ascending, distinct. */
 export function streamOffsets(index: TarIndex, reads: readonly ReadStart[]): number[] {
   // the index keeps the tar's own names ("./usr/..."); reads name clean paths
   const byPath = new Map(index.entries.map((e) => [cleanPath(e.path), e]));
   const out = new Set<number>();
   for (const r of reads) {
-    const seg = byPath.get(r.path)?.segments.find((s) => r.offset >= s.offset && r.offset < s.offset + s.length);
-    if (seg) out.add(seg.at + (r.offset - seg.offset));
+    const e = byPath.get(r.path);
+    const seg = e?.segments.find((s) => r.offset >= s.offset && r.offset < s.offset + s.length);
+    const at = r.offset === 0 && e?.header !== undefined ? e.header : seg && seg.at + (r.offset - seg.offset);
+    if (at !== undefined) out.add(at);
   }
   return [...out].sort((a, b) => a - b);
 }

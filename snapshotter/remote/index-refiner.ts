@@ -40,6 +40,11 @@ export class IndexRefiner {
 
   constructor(private readonly refine: RefineFn) {}
 
+  /** An entry a container looked up (it may only stat it): its header is where a node checking the index reads. */
+  lookup(layer: string, path: string): void {
+    this.read(layer, path, 0, 0);
+  }
+
   /** A read a container made of `layer` (from the tracer). */
   read(layer: string, path: string, offset: number, length: number): void {
     let l = this.#layers.get(layer);

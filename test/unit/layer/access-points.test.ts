@@ -95,6 +95,10 @@ describe("an index with access points where reads begin", () => {
     const idx = await buildTarIndex(chunks(t), { digest: sha256(t), mediaType: "application/vnd.oci.image.layer.v1.tar" });
     const [start] = streamOffsets(idx, [{ path: "usr/a.py", offset: 2 }]);
     expect(t.subarray(start, (start as number) + 3).toString()).toBe("llo");
+    // from a file's start, or a lookup of any entry: where its tar header begins
+    const [file, dir] = streamOffsets(idx, [{ path: "usr/a.py", offset: 0 }, { path: "usr", offset: 0 }]).reverse();
+    expect(t.subarray(file, (file as number) + 10).toString()).toBe("./usr/a.py");
+    expect(t.subarray(dir, (dir as number) + 6).toString()).toBe("./usr/");
   });
 
   it("a truncated blob fails the boundary scan", async () => {
