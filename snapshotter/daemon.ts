@@ -84,14 +84,8 @@ export class Daemon {
           settings: { budgetBytes: config.prefetchBudget, granularity: config.prefetchGranularity },
         })
       : undefined;
-    // where containers begin reading a gzip layer gets an access point of its own once they end
-    const refiner = tracer && cache && config.refineIndexes
-      ? new IndexRefiner((digest, reads, signal) => late.remote ? late.remote.refineIndex(digest, reads, signal) : Promise.resolve({ added: 0, spans: 0 }))
-      : undefined;
     tracer?.subscribe(({ container, record }) => {
       if (record.op === "open" || record.op === "read") prefetcher?.accessed(container.snapshot, record);
-      if (record.op === "read" && record.offset !== undefined && record.length !== undefined) refiner?.read(record.layer, record.path, record.offset, record.length);
-      else if (record.op === "lookup") refiner?.lookup(record.layer, record.path);
     });
     const remote = cache
       ? new RemoteLayers({
@@ -119,6 +113,14 @@ export class Daemon {
         })
       : undefined;
     late.remote = remote;
+    // where containers begin reading a gzip layer gets an access point of its own once they end
+    const refiner = tracer && remote && config.refineIndexes ? new IndexRefiner((digest, reads, signal) => remote.refineIndex(digest, reads, signal)) : undefined;
+    if (refiner) {
+      tracer?.subscribe(({ record }) => {
+        if (record.op === "read" && record.offset !== undefined && record.length !== undefined) refiner.read(record.layer, record.path, record.offset, record.length);
+        else if (record.op === "lookup") refiner.lookup(record.layer, record.path);
+      });
+    }
     const snapshotter = await OverlaySnapshotter.open(config.root, {
       remote,
       nativeCopy: config.nativeCopy,

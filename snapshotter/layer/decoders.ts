@@ -75,6 +75,11 @@ function gzipIndexer(span: number, at?: readonly number[]): IndexingDecoder {
   };
 }
 
+/** A stream's chunk as a Buffer, without copying. */
+export function asBuffer(piece: Uint8Array): Buffer {
+  return Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+}
+
 /**
  * Every uncompressed offset of a gzip blob where decoding could resume (the
  * ends of deflate blocks): where `indexingDecoder`'s `at` may place points.
@@ -83,10 +88,7 @@ export async function gzipBlockBoundaries(blob: AsyncIterable<Uint8Array>): Prom
   const z = zran();
   const h = z.createInflater(1, undefined, true);
   const outs: number[] = [];
-  for await (const piece of blob) {
-    const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-    for (const p of z.inflaterWrite(h, chunk).points) outs.push(p.out);
-  }
+  for await (const piece of blob) for (const p of z.inflaterWrite(h, asBuffer(piece)).points) outs.push(p.out);
   if (!z.inflaterState(h).ended) throw new InvalidArgumentError("gzip stream truncated");
   return outs;
 }

@@ -8,7 +8,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { InvalidArgumentError } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
-import { compressionOf, indexingDecoder, type AccessPoint, type Compression } from "./decoders.js";
+import { asBuffer, compressionOf, indexingDecoder, type AccessPoint, type Compression } from "./decoders.js";
 import { LayerVerificationError } from "../fetch/verification.js";
 import { TarScanner, type TarRecord } from "./tar-scanner.js";
 
@@ -145,7 +145,7 @@ export async function buildTarIndex(blob: AsyncIterable<Uint8Array>, opts: Build
     }
   };
   for await (const piece of blob) {
-    let chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    let chunk = asBuffer(piece);
     blobHash.update(chunk);
     while (chunk.length > 0) {
       // cut at cell boundaries, so each cell's reach is the output after exactly its input

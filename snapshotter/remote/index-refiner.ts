@@ -25,8 +25,8 @@ export interface RefinerStatus {
 
 interface LayerReads {
   starts: ReadStart[];
-  /** per path, where its reads so far ended: a read beginning there continues one, it does not start anew */
-  ends: Map<string, Set<number>>;
+  /** per path, where its last read ended: a read beginning there continues it, it does not start anew */
+  lastEnd: Map<string, number>;
 }
 
 export class IndexRefiner {
@@ -48,11 +48,10 @@ export class IndexRefiner {
   /** A read a container made of `layer` (from the tracer). */
   read(layer: string, path: string, offset: number, length: number): void {
     let l = this.#layers.get(layer);
-    if (!l) this.#layers.set(layer, (l = { starts: [], ends: new Map() }));
-    let ends = l.ends.get(path);
-    if (!ends) l.ends.set(path, (ends = new Set()));
-    if (!ends.has(offset) && l.starts.length < MAX_STARTS_PER_LAYER) l.starts.push({ path, offset });
-    ends.add(offset + length);
+    if (!l) this.#layers.set(layer, (l = { starts: [], lastEnd: new Map() }));
+    if (l.starts.length >= MAX_STARTS_PER_LAYER) return; // full until the next round: memory stays bounded
+    if (l.lastEnd.get(path) !== offset) l.starts.push({ path, offset });
+    l.lastEnd.set(path, offset + length);
   }
 
   /** A container ended: refine the layers read since the last round (one round at a time). */

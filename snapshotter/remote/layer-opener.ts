@@ -164,7 +164,7 @@ export class LayerOpener {
       const starts = streamOffsets(index, reads);
       // cheap test first: a point near every start already
       if (pointsToAdd(existing, starts, starts).length === 0) return { added: 0, spans: existing.length, why: "points are near every read already" };
-      const read = (): NodeJS.ReadableStream & AsyncIterable<Buffer> => createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
+      const read = () => createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
       const added = pointsToAdd(existing, starts, await gzipBlockBoundaries(read()));
       if (added.length === 0) return { added: 0, spans: existing.length, why: "no block boundary nearer the reads" };
       const refined = await buildTarIndex(read(), { digest, mediaType: index.mediaType, spanSize: index.spanSize, accessAt: mergedPoints(existing, added) });
