@@ -17,6 +17,7 @@ import { LayerCache } from "./cache/layer-cache.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { StreamOrder } from "./remote/stream-order.js";
+import { IndexLoads } from "./remote/index-loads.js";
 import { IndexRefiner } from "./remote/index-refiner.js";
 import { mountLayer } from "./fuse/mount-layer.js";
 import { FetchStats } from "./fetch/fetch-stats.js";
@@ -100,6 +101,7 @@ export class Daemon {
               onOperation: (op, seconds) => late.metrics?.observeFuse(op, seconds),
             }),
           streams: new StreamOrder((layer) => prefetcher?.layerRank(layer)),
+          indexLoads: new IndexLoads((layer) => prefetcher?.layerRank(layer)),
           onImage: (image) => {
             prefetcher?.imagePulling(image);
             // what other nodes learned of it, if the registry has it: learn, and plan the pull again

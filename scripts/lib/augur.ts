@@ -29,7 +29,9 @@ export async function startAugur(dir: string, opts: { root?: string; socket?: st
   const extra = opts.extraArgs ?? [];
   // startContainerd(dir) serves containerd's API here: augur asks it what containers run.
   const containerd = extra.includes("--containerd-address") ? [] : ["--containerd-address", join(dir, "containerd.sock")];
-  const proc = startProcess(process.execPath, [AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...containerd, ...extra], join(dir, opts.logName ?? "augur.log"), { ...process.env, ...opts.env });
+  // AUGUR_NODE_ARGS: node flags for augur alone (e.g. --cpu-prof --cpu-prof-dir=DIR, which NODE_OPTIONS refuses)
+  const nodeArgs = (process.env.AUGUR_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const proc = startProcess(process.execPath, [...nodeArgs, AUGUR_BIN, "serve", "--root", root, "--socket", socket, ...containerd, ...extra], join(dir, opts.logName ?? "augur.log"), { ...process.env, ...opts.env });
   await waitFor("augur to serve", () => canConnect(socket), 20_000, proc);
   return { root, socket, apiSocket: join(root, "api.sock"), proc, stop: (signal) => proc.stop(signal) };
 }

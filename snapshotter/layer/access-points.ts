@@ -84,3 +84,26 @@ export function pointsToAdd(
 export function mergedPoints(existing: readonly number[], added: readonly number[]): number[] {
   return [...new Set([...existing, ...added])].sort((a, b) => a - b);
 }
+
+/**
+ * The points to keep in an index published for other nodes (thin-index.ts):
+ * the point each start decodes from, and of the rest only one every `gap`
+ * uncompressed bytes, so a read nobody predicted still finds a point within
+ * `gap` before it. Inputs ascending.
+ */
+export function thinPoints(existing: readonly number[], starts: readonly number[], gap: number): number[] {
+  const wanted = new Set<number>();
+  for (const s of starts) {
+    const p = floorOf(existing, s);
+    if (p !== undefined) wanted.add(p);
+  }
+  const kept: number[] = [];
+  let last = -Infinity;
+  for (const p of existing) {
+    if (wanted.has(p) || p - last >= gap) {
+      kept.push(p);
+      last = p;
+    }
+  }
+  return kept;
+}

@@ -121,6 +121,8 @@ const UNCLEAN_PATH = /(?:^|\/)\.{1,2}(?:\/|$)|\/\/|^\/|\/$/;
 /** Canonical entry path: strips "./", leading and trailing slashes, and empty or "." parts. */
 export function cleanPath(p: string): string {
   if (!UNCLEAN_PATH.test(p)) return p; // most paths are clean already; this runs for every entry of every layer
+  // tars made with `tar -C dir .` name every entry "./...": the rest is usually clean
+  if (p.startsWith("./") && !UNCLEAN_PATH.test(p.slice(2))) return p.slice(2);
   const parts: string[] = [];
   for (const part of p.split("/")) {
     if (part === "" || part === ".") continue;

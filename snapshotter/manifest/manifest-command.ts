@@ -2,11 +2,13 @@
 // traces and indexes, to a file or into a registry as an OCI artifact, and
 // back. Reads --root directly (traces, the cache's indexes), so it works
 // whether or not `augur serve` is running.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
+import type { ReadStart } from "../layer/access-points.js";
 import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
+import { thinIndex } from "../layer/thin-index.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import { RegistryClient } from "../registry/registry-client.js";
 import { parseTrace, type Trace } from "../trace/trace-format.js";
@@ -84,7 +86,7 @@ export async function manifestCommand(argv: string[], out: (s: string) => void =
           await c.close();
         }
       }
-      const text = JSON.stringify(build(o, layers), null, 2) + "\n";
+      const text = JSON.stringify(await build(o, layers), null, 2) + "\n";
       if (values.out) writeFileSync(values.out, text);
       else out(text);
       return;
@@ -126,13 +128,60 @@ function indexBytes(cacheDir: string, layer: string): Buffer | undefined {
   return bytes.length <= MAX_INDEX_BYTES ? bytes : undefined;
 }
 
-function build(o: Opts, layers: string[] | undefined): ClusterManifest {
+/** Where a layer's traced reads began (a read continuing the last one of its file is not a start), and what was looked up. */
+function readStarts(traces: readonly Trace[], layer: string): ReadStart[] {
+  const starts: ReadStart[] = [];
+  for (const t of traces) {
+    const lastEnd = new Map<string, number>();
+    for (const a of t.accesses) {
+      if (a.layer !== layer) continue;
+      if (a.op === "lookup") starts.push({ path: a.path, offset: 0 });
+      else if (a.op === "read" && a.offset !== undefined && a.length !== undefined) {
+        if (lastEnd.get(a.path) !== a.offset) starts.push({ path: a.path, offset: a.offset });
+        lastEnd.set(a.path, a.offset + a.length);
+      }
+    }
+  }
+  return starts;
+}
+
+/**
+ * The index published for a layer: thin (layer/thin-index.ts) when its blob
+ * is cached whole, else the cached index as it is. Made once per command.
+ */
+function publishedIndexes(o: Opts, traces: readonly Trace[]): (layer: string) => Promise<Buffer | undefined> {
+  const made = new Map<string, Promise<Buffer | undefined>>();
+  return (layer) => {
+    let p = made.get(layer);
+    if (!p) {
+      p = (async () => {
+        const full = indexBytes(o.cacheDir, layer);
+        const blob = join(o.cacheDir, "blobs", "sha256", layer.replace(/^sha256:/, ""));
+        if (!full || !existsSync(blob)) return full;
+        const thin = await thinIndex(full, () => createReadStream(blob, { highWaterMark: 1 << 20 }), readStarts(traces, layer));
+        return thin && thin.bytes.length < full.length ? thin.bytes : full;
+      })();
+      made.set(layer, p);
+    }
+    return p;
+  };
+}
+
+async function build(o: Opts, layers: string[] | undefined, published?: (layer: string) => Promise<Buffer | undefined>): Promise<ClusterManifest> {
   const traces = readTraces(o.root);
   if (traces.length === 0) throw new NotFoundError(`no traces under ${traceDir(o.root)}: run some containers with augur serve first`);
+  const indexOf = published ?? publishedIndexes(o, traces);
+  // the layers with an index, published form made first (building the manifest itself is synchronous)
+  const candidates = layers ?? [...new Set(traces.flatMap((t) => t.header.layers))];
+  const indexes = new Map<string, Buffer>();
+  for (const layer of candidates) {
+    const bytes = await indexOf(layer);
+    if (bytes) indexes.set(layer, bytes);
+  }
   const m = buildClusterManifest(traces, {
     granularity: o.granularity, tool: `augur ${augurVersion()}`, ...(layers ? { layers } : {}),
     indexOf: (layer) => {
-      const bytes = indexBytes(o.cacheDir, layer);
+      const bytes = indexes.get(layer);
       return bytes ? { digest: sha256Digest(bytes), size: bytes.length, mediaType: TAR_INDEX_MEDIA_TYPE } : undefined;
     },
   });
@@ -151,10 +200,11 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
       const mediaType = image.manifest.mediaType || "application/vnd.oci.image.manifest.v1+json";
       subject = { mediaType, digest: image.digest, size: image.manifestBytes.length };
     }
-    const m = build(o, layers);
+    const published = publishedIndexes(o, readTraces(o.root));
+    const m = await build(o, layers, published);
     const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
     for (const [layer, info] of Object.entries(m.layers)) {
-      const bytes = info.index ? indexBytes(o.cacheDir, layer) : undefined;
+      const bytes = info.index ? await published(layer) : undefined;
       if (bytes) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes, annotations: { "io.augur.layer.digest": layer } } as (typeof blobs)[number]);
     }
     const repo: ImageReference = repositoryOf(target);

@@ -9,6 +9,7 @@ import { CachedBlob } from "../fetch/cached-blob.js";
 import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { StreamOrder } from "./stream-order.js";
+import { yieldToLoop, type IndexLoads } from "./index-loads.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { compressionOf, gzipBlockBoundaries } from "../layer/decoders.js";
@@ -62,6 +63,8 @@ export class LayerOpener {
     private readonly stats: FetchStats,
     /** First-contact streams take turns in the order the predicted workload reads layers. */
     private readonly streams: StreamOrder,
+    /** Loads of cached indexes take turns, the one a Prepare waits for first. */
+    private readonly loads: IndexLoads,
     private readonly remoteIndex?: RemoteIndexSource,
   ) {}
 
@@ -83,13 +86,25 @@ export class LayerOpener {
    * The layer's index; for eStargz this fetches the footer and TOC. With
    * `remote` (the default) and no index or blob of its own, an index from the
    * registry (checked entry by entry before anything is served) saves
-   * streaming the whole layer first.
+   * streaming the whole layer first. `early`: opened ahead of its Prepare
+   * (a cached index then loads after the ones Prepares wait for).
    */
-  async open(spec: RemoteLayerSpec, blob: CachedBlob, opts: { remote?: boolean } = {}): Promise<LayerIndex> {
+  async open(spec: RemoteLayerSpec, blob: CachedBlob, opts: { remote?: boolean; early?: boolean } = {}): Promise<LayerIndex> {
     if (spec.tocDigest) return EStargzLayerIndex.open(blob, { digest: spec.layerDigest, tocDigest: spec.tocDigest, queue: this.queue, stats: this.stats });
-    const cached = await this.#cachedIndex(spec);
-    // spans come over the network: fetch ahead of the reads beside them
-    if (cached) return new TarLayerIndex(cached, blob, { queue: this.queue, stats: this.stats });
+    const stored = await this.cache.readIndex(spec.layerDigest);
+    if (stored) {
+      const done = await this.loads.turn(spec.layerDigest, !opts.early);
+      try {
+        const cached = this.#cachedIndex(spec, stored);
+        if (cached) {
+          await yieldToLoop();
+          // spans come over the network: fetch ahead of the reads beside them
+          return new TarLayerIndex(cached, blob, { queue: this.queue, stats: this.stats });
+        }
+      } finally {
+        done();
+      }
+    }
     const path = await this.cache.blobPath(spec.layerDigest);
     if (!path && opts.remote !== false) {
       const remote = await this.#remoteIndex(spec);
@@ -178,9 +193,12 @@ export class LayerOpener {
     }
   }
 
-  async #cachedIndex(spec: RemoteLayerSpec): Promise<TarIndex | undefined> {
-    const bytes = await this.cache.readIndex(spec.layerDigest);
-    if (!bytes) return undefined;
+  /** A Prepare came for a layer opened early: its index loads next. */
+  hurry(digest: string): void {
+    this.loads.hurry(digest);
+  }
+
+  #cachedIndex(spec: RemoteLayerSpec, bytes: Buffer): TarIndex | undefined {
     try {
       const index = parseTarIndex(bytes);
       if (index.digest === spec.layerDigest) return index;

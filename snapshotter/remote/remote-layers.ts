@@ -20,6 +20,7 @@ import { LayerOpener, type LayerFormat, type Refinement, type RemoteIndexSource 
 import type { ReadStart } from "../layer/access-points.js";
 import { specFor, type RemoteLayerSpec } from "./remote-layer.js";
 import { StreamOrder } from "./stream-order.js";
+import { IndexLoads } from "./index-loads.js";
 
 const log = logger("remote");
 /** A resolved manifest is reused for the other layers of the same pull. */
@@ -40,6 +41,8 @@ export interface RemoteLayersOptions {
   stats: FetchStats;
   /** The order first-contact streams take (default: all at once). */
   streams?: StreamOrder;
+  /** The order cached indexes load in (default: Prepared first, then as they come). */
+  indexLoads?: IndexLoads;
   /** Indexes of plain layers from the registry (manifest/profile-source.ts). */
   remoteIndex?: RemoteIndexSource;
   mount: LayerMounter;
@@ -106,6 +109,8 @@ export class RemoteLayers {
   readonly #mounted = new Map<string, MountedRemoteLayer>();
   readonly #manifests = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
   readonly #early = new Map<string, EarlyOpen>();
+  /** The image's other layers, to open early once the first one's mount has begun its own open. */
+  readonly #rest = new Map<string, RemoteLayerSpec[]>();
   /** Manifests whose layers were opened early, and when. */
   readonly #openedFor = new Map<string, number>();
   /** Indexes ready for reads and prefetches, by layer digest. */
@@ -113,7 +118,7 @@ export class RemoteLayers {
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder(), opts.remoteIndex);
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder(), opts.indexLoads ?? new IndexLoads(), opts.remoteIndex);
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */
@@ -127,7 +132,8 @@ export class RemoteLayers {
   /**
    * containerd prepares an image's layers one after another, each waiting for
    * the one before. The image's other eStargz layers, and those whose index
-   * is cached, are opened now, so their Prepares find them ready and their
+   * is cached, are opened as soon as the first layer's mount has begun to
+   * open it (its index loads first, index-loads.ts), so their Prepares find them ready and their
    * predicted files can be fetched from the start of the pull (two round
    * trips and a TOC parse, or an index load, per layer off the pull's path).
    * Opens no Prepare claims within MANIFEST_TTL_MS are dropped.
@@ -139,6 +145,7 @@ export class RemoteLayers {
     this.#openedFor.set(image.digest, now);
     this.#opts.onImage?.({ ref: source.imageRef, manifest: image.digest, layers: image.layers.map((l) => l.digest), annotations: image.manifest.annotations ?? {} });
     const mounted = new Set([...this.#mounted.values()].map((m) => m.spec.layerDigest));
+    const rest: RemoteLayerSpec[] = [];
     for (const desc of image.layers) {
       if (desc.digest === source.layerDigest || this.#early.has(desc.digest) || mounted.has(desc.digest)) continue;
       let spec: RemoteLayerSpec;
@@ -147,8 +154,17 @@ export class RemoteLayers {
       } catch {
         continue; // its own Prepare reports why
       }
-      void this.#openEarly(spec);
+      rest.push(spec);
     }
+    // opened once the prepared layer's own open has begun (mount), so its index loads first
+    this.#rest.set(source.layerDigest, rest);
+    setTimeout(() => this.#rest.get(source.layerDigest) === rest && this.#rest.delete(source.layerDigest), MANIFEST_TTL_MS).unref(); // its mount never came
+  }
+
+  #openRestOf(layer: string): void {
+    const rest = this.#rest.get(layer);
+    this.#rest.delete(layer);
+    for (const spec of rest ?? []) void this.#openEarly(spec);
   }
 
   /**
@@ -162,7 +178,7 @@ export class RemoteLayers {
     // its Prepare may have come meanwhile
     if (this.#early.has(spec.layerDigest) || [...this.#mounted.values()].some((m) => m.spec.layerDigest === spec.layerDigest)) return;
     const blob = this.#opener.blobOf(spec);
-    const index = this.#opener.open(spec, blob);
+    const index = this.#opener.open(spec, blob, { early: true });
     const early = { blob, index };
     this.#early.set(spec.layerDigest, early);
     this.#noteReady(spec.layerDigest, index);
@@ -250,6 +266,7 @@ export class RemoteLayers {
     const format = await this.#opener.formatOf(spec);
     const early = this.#early.get(spec.layerDigest);
     this.#early.delete(spec.layerDigest);
+    if (early) this.#opener.hurry(spec.layerDigest);
     const blob = early?.blob ?? this.#opener.blobOf(spec);
     const unpin = this.#opts.cache.pin(spec.layerDigest);
     // The first attempt only; a failed early open is tried again at once, later failures by the next read.
@@ -269,6 +286,7 @@ export class RemoteLayers {
       // in the background (a bad one is rebuilt by streaming), and a first
       // contact streams on, so containerd's next Prepare need not wait.
       const opening = view.start();
+      this.#openRestOf(spec.layerDigest);
       this.#noteReady(spec.layerDigest, opening);
       opening.then((index) => this.#checkWholeLater(dir, spec, view, index), () => undefined);
       if (format === "estargz") await opening;

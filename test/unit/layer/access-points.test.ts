@@ -5,7 +5,10 @@ import { gzipSync } from "node:zlib";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
 import { buildTarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { gzipBlockBoundaries } from "../../../snapshotter/layer/decoders.js";
-import { mergedPoints, pointsToAdd, streamOffsets } from "../../../snapshotter/layer/access-points.js";
+import { mergedPoints, pointsToAdd, streamOffsets, thinPoints } from "../../../snapshotter/layer/access-points.js";
+import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
+import { thinIndex } from "../../../snapshotter/layer/thin-index.js";
+import { Readable } from "node:stream";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import { chunks, countingSource, noise, rawTar, sha256 } from "./helpers.js";
 
@@ -31,6 +34,14 @@ describe("pointsToAdd", () => {
 
   it("stops at max", () => {
     expect(pointsToAdd([0], [1000, 2000, 3000], [0, 1000, 2000, 3000], 100, 2)).toEqual([1000, 2000]);
+  });
+
+  it("a thin index keeps the point each start decodes from, and one every gap of the rest", () => {
+    const existing = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900];
+    // 250 decodes from 200, 610 and 650 from 600; of the rest one every 300 from the last kept
+    expect(thinPoints(existing, [250, 610, 650], 300)).toEqual([0, 200, 500, 600, 900]);
+    expect(thinPoints(existing, [], 1000)).toEqual([0]);
+    expect(thinPoints(existing, [], 100)).toEqual(existing);
   });
 
   it("merges existing and added points, ascending and distinct", () => {
@@ -83,6 +94,39 @@ describe("an index with access points where reads begin", () => {
     }
     // the files read were fetched from their own points, not from the layer's start
     expect(after).toBeLessThan(before * 0.6);
+  });
+
+  it("a thin index to publish: far fewer points and bytes, the read files still fetched from their own points, every file served right", async () => {
+    const gz = gzipSync(await layerTar(entries));
+    const digest = sha256(gz);
+    // a point every 64 KiB of output, then the points where the read files begin
+    const full = await buildTarIndex(chunks(gz), { digest, mediaType: GZIP, spanSize: 64 * KiB });
+    const starts = read.map((path) => ({ path, offset: 0 }));
+    const boundaries = await gzipBlockBoundaries(chunks(gz));
+    const existing = full.spans.map((s) => s.out);
+    const refined = await buildTarIndex(chunks(gz), { digest, mediaType: GZIP, spanSize: 64 * KiB, accessAt: mergedPoints(existing, pointsToAdd(existing, streamOffsets(full, starts), boundaries)) });
+    const fullBytes = serializeTarIndex(refined).bytes;
+
+    const thin = await thinIndex(fullBytes, () => Readable.from(chunks(gz)), starts, 1 * MiB);
+    expect(thin).toBeDefined();
+    if (!thin) return;
+    expect(thin.spansBefore).toBe(refined.spans.length);
+    expect(thin.spans).toBeLessThan(refined.spans.length / 2);
+    expect(thin.bytes.length).toBeLessThan(fullBytes.length / 2);
+    const t = parseTarIndex(thin.bytes);
+    expect(t.entries).toEqual(refined.entries);
+    expect(t.diffId).toBe(refined.diffId);
+    for (const path of names) {
+      const a = countingSource(gz);
+      const b = countingSource(gz);
+      const want = content.get(path) as Buffer;
+      expect((await new TarLayerIndex(refined, a).readFile(path, 0, want.length)).equals(want)).toBe(true);
+      expect((await new TarLayerIndex(t, b).readFile(path, 0, want.length)).equals(want)).toBe(true);
+      // the files the trace read cost what they cost with the full index
+      if (read.includes(path)) expect(b.requested).toBeLessThanOrEqual(a.requested + 64 * KiB);
+    }
+    // nothing to drop: no thin copy
+    expect(await thinIndex(thin.bytes, () => Readable.from(chunks(gz)), starts, 1 * MiB)).toBeUndefined();
   });
 
   it("finds files by clean path whatever the tar calls them (./usr/..., as image builders write)", async () => {
