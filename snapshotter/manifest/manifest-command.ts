@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import type { ReadStart } from "../layer/access-points.js";
 import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
-import { thinIndex } from "../layer/thin-index.js";
+import { THIN_GAP, thinIndex } from "../layer/thin-index.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import { RegistryClient } from "../registry/registry-client.js";
 import { parseTrace, type Trace } from "../trace/trace-format.js";
@@ -18,7 +18,7 @@ import { augurVersion } from "../util/version.js";
 import { buildClusterManifest, CLUSTER_MANIFEST_MEDIA_TYPE, LIMITS, parseClusterManifest, PROFILE_ARTIFACT_TYPE, type ClusterManifest } from "./cluster-manifest.js";
 import { findArtifact, pullArtifact, pushArtifact, repositoryOf } from "./manifest-artifact.js";
 
-export const MANIFEST_USAGE = `  augur manifest build [--root DIR] [--cache-dir DIR] [--image IMAGE] [--granularity N] [--out FILE]
+export const MANIFEST_USAGE = `  augur manifest build [--root DIR] [--cache-dir DIR] [--image IMAGE] [--granularity N] [--thin-gap BYTES] [--out FILE]
       The cluster manifest of this node's traces (and the seekable indexes of
       its plain layers): per workload its layer preference, file prefetch list
       and granularity (docs/cluster-manifest.md). --image: only the workloads
@@ -26,10 +26,13 @@ export const MANIFEST_USAGE = `  augur manifest build [--root DIR] [--cache-dir 
   augur manifest show FILE|REF [--plain-http]
       A summary of a cluster manifest in a file, at REF (augur manifest push
       --cluster), or attached to the image REF.
-  augur manifest push [--root DIR] [--plain-http] IMAGE
+  augur manifest push [--root DIR] [--plain-http] [--thin-gap BYTES] IMAGE
       Stores IMAGE's profiles and layer indexes in IMAGE's repository, as an
       OCI artifact whose subject is IMAGE (referrers API, or the sha256-<hex>
-      tag schema on registries without it).
+      tag schema on registries without it). A gzip layer whose blob is cached
+      whole gets a thin index: the access points its traced reads start from,
+      and one every --thin-gap bytes (default 4 MiB) of the rest; 0 publishes
+      the full index.
   augur manifest push [--root DIR] [--plain-http] --cluster REF
       Stores everything this node knows at REF, for augur serve --cluster-manifest.
   augur manifest pull [--plain-http] [--cluster] REF [--out FILE]
@@ -45,6 +48,8 @@ interface Opts {
   root: string;
   cacheDir: string;
   granularity: number;
+  /** Bytes between the access points a published index keeps where no traced read begins; 0: the full index. */
+  thinGap: number;
   plainHttp: boolean;
   hostsDir?: string;
   dockerConfig?: string;
@@ -57,7 +62,7 @@ export async function manifestCommand(argv: string[], out: (s: string) => void =
     options: {
       root: { type: "string" }, "cache-dir": { type: "string" }, image: { type: "string" }, granularity: { type: "string" },
       out: { type: "string" }, "plain-http": { type: "boolean" }, cluster: { type: "boolean" }, "hosts-dir": { type: "string" },
-      "docker-config": { type: "string" },
+      "docker-config": { type: "string" }, "thin-gap": { type: "string" },
     },
     allowPositionals: true,
     strict: true,
@@ -65,8 +70,10 @@ export async function manifestCommand(argv: string[], out: (s: string) => void =
   const root = values.root ?? DEFAULT_ROOT;
   const granularity = Number(values.granularity ?? 16);
   if (!Number.isSafeInteger(granularity) || granularity < 1) throw new InvalidArgumentError(`--granularity ${JSON.stringify(values.granularity)} is not a whole number of at least 1`);
+  const thinGap = Number(values["thin-gap"] ?? THIN_GAP);
+  if (!Number.isSafeInteger(thinGap) || thinGap < 0) throw new InvalidArgumentError(`--thin-gap ${JSON.stringify(values["thin-gap"])} is not a whole number of bytes (0: publish full indexes)`);
   const o: Opts = {
-    root, cacheDir: values["cache-dir"] ?? join(root, "cache"), granularity, plainHttp: values["plain-http"] ?? false,
+    root, cacheDir: values["cache-dir"] ?? join(root, "cache"), granularity, thinGap, plainHttp: values["plain-http"] ?? false,
     ...(values["hosts-dir"] ? { hostsDir: values["hosts-dir"] } : {}), ...(values["docker-config"] ? { dockerConfig: values["docker-config"] } : {}),
   };
   const one = (what: string): string => {
@@ -149,22 +156,35 @@ function readStarts(traces: readonly Trace[], layer: string): ReadStart[] {
  * The index published for a layer: thin (layer/thin-index.ts) when its blob
  * is cached whole, else the cached index as it is. Made once per command.
  */
-function publishedIndexes(o: Opts, traces: readonly Trace[]): (layer: string) => Promise<Buffer | undefined> {
+interface PublishedIndexes {
+  (layer: string): Promise<Buffer | undefined>;
+  /** What thinning did, for the command's output: full and published bytes, access points kept of all. */
+  thinned: { fullBytes: number; bytes: number; spans: number; spansBefore: number };
+}
+
+function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
   const made = new Map<string, Promise<Buffer | undefined>>();
-  return (layer) => {
+  const thinned = { fullBytes: 0, bytes: 0, spans: 0, spansBefore: 0 };
+  const of = (layer: string): Promise<Buffer | undefined> => {
     let p = made.get(layer);
     if (!p) {
       p = (async () => {
         const full = indexBytes(o.cacheDir, layer);
         const blob = join(o.cacheDir, "blobs", "sha256", layer.replace(/^sha256:/, ""));
-        if (!full || !existsSync(blob)) return full;
-        const thin = await thinIndex(full, () => createReadStream(blob, { highWaterMark: 1 << 20 }), readStarts(traces, layer));
-        return thin && thin.bytes.length < full.length ? thin.bytes : full;
+        if (!full || o.thinGap === 0 || !existsSync(blob)) return full;
+        const thin = await thinIndex(full, () => createReadStream(blob, { highWaterMark: 1 << 20 }), readStarts(traces, layer), o.thinGap);
+        if (!thin || thin.bytes.length >= full.length) return full;
+        thinned.fullBytes += full.length;
+        thinned.bytes += thin.bytes.length;
+        thinned.spans += thin.spans;
+        thinned.spansBefore += thin.spansBefore;
+        return thin.bytes;
       })();
       made.set(layer, p);
     }
     return p;
   };
+  return Object.assign(of, { thinned });
 }
 
 async function build(o: Opts, layers: string[] | undefined, published?: (layer: string) => Promise<Buffer | undefined>): Promise<ClusterManifest> {
@@ -212,11 +232,16 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
       artifactType: PROFILE_ARTIFACT_TYPE, blobs, ...(subject ? { subject } : {}), ...(cluster ? { tag: target.tag ?? "latest" } : {}),
     });
     const where = cluster ? `${repo.host}/${repo.repository}:${target.tag ?? "latest"}` : `${ref} (subject ${subject?.digest})`;
-    return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes\n`;
+    const indexBytes = blobs.slice(1).reduce((a, b) => a + b.bytes.length, 0);
+    const t = published.thinned;
+    const thin = t.spansBefore ? `; thinned to ${t.spans} of ${t.spansBefore} access points, ${mb(t.bytes)} instead of ${mb(t.fullBytes)}` : "";
+    return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes (${mb(indexBytes)}${thin})\n`;
   } finally {
     await c.close();
   }
 }
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
 async function load(what: string, cluster: boolean, client: () => RegistryClient, pulling = false): Promise<ClusterManifest> {
   if (!pulling && existsSync(what)) return parseClusterManifest(readFileSync(what), what);

@@ -138,9 +138,15 @@ describe("the cluster manifest through the registry", () => {
       const shown = await augurCli(["manifest", "show", out]);
       expect(shown.stdout).toMatch(/1 workloads, 3 layers \(3 with a seekable index\)/);
 
-      const pushed = await augurCli(["manifest", "push", "--root", root, "--plain-http", refs.a]);
+      // a thin index for the base layer (its second half is never read): node 2 serves the image from it
+      const badGap = await augurCli(["manifest", "push", "--root", root, "--plain-http", "--thin-gap", "lots", refs.a]);
+      expect(badGap.code).toBe(1);
+      expect(badGap.stderr).toMatch(/--thin-gap "lots" is not a whole number of bytes/);
+      const pushed = await augurCli(["manifest", "push", "--root", root, "--plain-http", "--thin-gap", String(1 << 20), refs.a]);
       expect(pushed.code, pushed.stderr).toBe(0);
-      expect(pushed.stdout).toMatch(/^pushed sha256:[0-9a-f]{64} .*1 workload profiles from 1 runs, 3 layer indexes/);
+      expect(pushed.stdout).toMatch(/^pushed sha256:[0-9a-f]{64} .*1 workload profiles from 1 runs, 3 layer indexes \([0-9.]+ MB; thinned to \d+ of \d+ access points/);
+      const [, kept, all] = /thinned to (\d+) of (\d+)/.exec(pushed.stdout) ?? [];
+      expect(Number(kept)).toBeLessThan(Number(all));
       const cluster = await augurCli(["manifest", "push", "--root", root, "--plain-http", "--cluster", refs.cluster]);
       expect(cluster.code, cluster.stderr).toBe(0);
       // back from the registry, by the image (tag schema) and by the cluster reference
