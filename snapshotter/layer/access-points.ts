@@ -19,6 +19,30 @@ export interface ReadStart {
   offset: number;
 }
 
+/**
+ * Where the reads of one layer begin, as they come: a read beginning where
+ * the last read of its file ended continues it; a lookup (offset 0) starts
+ * at the entry's header. Keeps at most `max` starts.
+ */
+export class ReadStartLog {
+  readonly starts: ReadStart[] = [];
+  /** per path, where its last read ended */
+  readonly #lastEnd = new Map<string, number>();
+
+  constructor(private readonly max = Infinity) {}
+
+  read(path: string, offset: number, length: number): void {
+    if (this.starts.length >= this.max) return; // full: memory stays bounded
+    if (this.#lastEnd.get(path) !== offset) this.starts.push({ path, offset });
+    this.#lastEnd.set(path, offset + length);
+  }
+
+  /** An entry looked up (it may only be stat'ed): a node checking an index it did not make reads its header. */
+  lookup(path: string): void {
+    this.read(path, 0, 0);
+  }
+}
+
 /** A read this close after an access point gains too little from one of its own (a point costs a 32 KiB window). */
 export const NEAR_ENOUGH = 64 << 10;
 /** At most this many points are added to a layer at once. */

@@ -1,7 +1,7 @@
 // The index a node publishes for others (augur manifest push). Its gzip
 // windows (32 KiB each, a few thousand of them for the python image) are most
 // of its bytes, and a node that never saw the image fetches the whole index
-// before its first data request: 14.1 MB of indexes for python3's 12 MB of
+// before its first data request: 14.3 MB of indexes for python3's 12 MB of
 // start-up reads (docs/benchmarks.md). A thin index keeps the access points
 // the traced start-ups decode from and one every THIN_GAP of the rest. A node
 // that fetched it unpinned serves its containers from it until it has checked

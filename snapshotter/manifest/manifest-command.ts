@@ -6,7 +6,7 @@ import { createReadStream, existsSync, readFileSync, writeFileSync } from "node:
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
-import type { ReadStart } from "../layer/access-points.js";
+import { ReadStartLog, type ReadStart } from "../layer/access-points.js";
 import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
 import { THIN_GAP, thinIndex } from "../layer/thin-index.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
@@ -135,21 +135,17 @@ function indexBytes(cacheDir: string, layer: string): Buffer | undefined {
   return bytes.length <= MAX_INDEX_BYTES ? bytes : undefined;
 }
 
-/** Where a layer's traced reads began (a read continuing the last one of its file is not a start), and what was looked up. */
+/** Where a layer's traced reads began, and what was looked up (access-points.ts). */
 function readStarts(traces: readonly Trace[], layer: string): ReadStart[] {
-  const starts: ReadStart[] = [];
-  for (const t of traces) {
-    const lastEnd = new Map<string, number>();
+  return traces.flatMap((t) => {
+    const log = new ReadStartLog();
     for (const a of t.accesses) {
       if (a.layer !== layer) continue;
-      if (a.op === "lookup") starts.push({ path: a.path, offset: 0 });
-      else if (a.op === "read" && a.offset !== undefined && a.length !== undefined) {
-        if (lastEnd.get(a.path) !== a.offset) starts.push({ path: a.path, offset: a.offset });
-        lastEnd.set(a.path, a.offset + a.length);
-      }
+      if (a.op === "lookup") log.lookup(a.path);
+      else if (a.op === "read" && a.offset !== undefined && a.length !== undefined) log.read(a.path, a.offset, a.length);
     }
-  }
-  return starts;
+    return log.starts;
+  });
 }
 
 /**
@@ -187,10 +183,8 @@ function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
   return Object.assign(of, { thinned });
 }
 
-async function build(o: Opts, layers: string[] | undefined, published?: (layer: string) => Promise<Buffer | undefined>): Promise<ClusterManifest> {
-  const traces = readTraces(o.root);
+async function build(o: Opts, layers: string[] | undefined, traces = readTraces(o.root), indexOf = publishedIndexes(o, traces)): Promise<ClusterManifest> {
   if (traces.length === 0) throw new NotFoundError(`no traces under ${traceDir(o.root)}: run some containers with augur serve first`);
-  const indexOf = published ?? publishedIndexes(o, traces);
   // the layers with an index, published form made first (building the manifest itself is synchronous)
   const candidates = layers ?? [...new Set(traces.flatMap((t) => t.header.layers))];
   const indexes = new Map<string, Buffer>();
@@ -220,8 +214,9 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
       const mediaType = image.manifest.mediaType || "application/vnd.oci.image.manifest.v1+json";
       subject = { mediaType, digest: image.digest, size: image.manifestBytes.length };
     }
-    const published = publishedIndexes(o, readTraces(o.root));
-    const m = await build(o, layers, published);
+    const traces = readTraces(o.root);
+    const published = publishedIndexes(o, traces);
+    const m = await build(o, layers, traces, published);
     const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
     for (const [layer, info] of Object.entries(m.layers)) {
       const bytes = info.index ? await published(layer) : undefined;

@@ -4,7 +4,7 @@
 // the next node or run that opens the layer by range fetches from just before
 // each file instead of from the last 512 KiB mark.
 import { errorMessage } from "../errdefs/errors.js";
-import type { ReadStart } from "../layer/access-points.js";
+import { ReadStartLog, type ReadStart } from "../layer/access-points.js";
 import { logger } from "../util/logging.js";
 import type { Refinement } from "./layer-opener.js";
 
@@ -23,14 +23,8 @@ export interface RefinerStatus {
   pending: number;
 }
 
-interface LayerReads {
-  starts: ReadStart[];
-  /** per path, where its last read ended: a read beginning there continues it, it does not start anew */
-  lastEnd: Map<string, number>;
-}
-
 export class IndexRefiner {
-  readonly #layers = new Map<string, LayerReads>();
+  readonly #layers = new Map<string, ReadStartLog>();
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
@@ -42,16 +36,19 @@ export class IndexRefiner {
 
   /** An entry a container looked up (it may only stat it): its header is where a node checking the index reads. */
   lookup(layer: string, path: string): void {
-    this.read(layer, path, 0, 0);
+    this.#log(layer).lookup(path);
   }
 
   /** A read a container made of `layer` (from the tracer). */
   read(layer: string, path: string, offset: number, length: number): void {
+    this.#log(layer).read(path, offset, length);
+  }
+
+  /** The layer's starts since the last round (full until the next round). */
+  #log(layer: string): ReadStartLog {
     let l = this.#layers.get(layer);
-    if (!l) this.#layers.set(layer, (l = { starts: [], lastEnd: new Map() }));
-    if (l.starts.length >= MAX_STARTS_PER_LAYER) return; // full until the next round: memory stays bounded
-    if (l.lastEnd.get(path) !== offset) l.starts.push({ path, offset });
-    l.lastEnd.set(path, offset + length);
+    if (!l) this.#layers.set(layer, (l = new ReadStartLog(MAX_STARTS_PER_LAYER)));
+    return l;
   }
 
   /** A container ended: refine the layers read since the last round (one round at a time). */
