@@ -87,6 +87,14 @@ export interface Predictor {
    * first, none of them already accessed. Cheap: it runs on the prefetch path.
    */
   predict(query: PredictQuery): PredictedFile[];
+  /**
+   * New predictions one call makes at most, for a predictor whose every
+   * prediction costs real time (the GRU rolls its network out one file at a
+   * time): a call for more answers fewer than its limit, and the caller asks
+   * again with the same query and a larger limit to go on (the answer
+   * extends the previous one). Absent: one call gives all it has, cheaply.
+   */
+  readonly perCall?: number;
   /** Bytes of what was learned (a network's weights), for evaluations; absent when there is no model to speak of. */
   modelBytes?(): number;
 }

@@ -17,7 +17,7 @@
 // halves it.
 import type { FetchPlan } from "../fetch/fetch-queue.js";
 import type { FileRanges, LayerIndex } from "../layer/layer-index.js";
-import { fileId, type FileKey, type PredictedFile, type Predictor } from "../predict/predictor.js";
+import { fileId, type FileKey, type PredictQuery, type PredictedFile, type Predictor } from "../predict/predictor.js";
 import type { WorkloadInput } from "../trace/workload.js";
 import { logger } from "../util/logging.js";
 import type { FetchScheduler } from "./scheduler.js";
@@ -215,14 +215,17 @@ export class Prefetcher {
   #start(key: string, kind: Plan["kind"], workload: WorkloadInput & { signature?: string }, accessed: FileKey[] = [], from?: Plan): Plan | undefined {
     if (this.#plans.has(key)) return undefined;
     const s = this.settings;
-    let predicted: PredictedFile[];
+    const predictor = this.#opts.predictor();
+    const query: PredictQuery = { workload, accessed: [...accessed], limit: PREDICTION_LIMIT };
+    let answer: PredictedFile[];
     try {
-      predicted = this.#opts.predictor().predict({ workload, accessed, limit: PREDICTION_LIMIT }).filter((p) => p.confidence >= s.minConfidence && p.ranges.length > 0);
+      answer = predictor.predict(query);
     } catch (err) {
       log.warn("prediction failed; fetching on demand only", { plan: key, error: String(err) });
       return undefined;
     }
-    if (predicted.length === 0) return undefined;
+    const predicted = answer.filter((p) => this.#worthFetching(p));
+    if (predicted.length === 0 && !(predictor.perCall && answer.length > 0)) return undefined;
     // Taking over a pull's plan: keep its queue unless the predictions disagree.
     const overlap = from ? predicted.filter((p) => from.queued.has(fileId(p))).length / Math.max(1, Math.min(predicted.length, from.queued.size)) : 0;
     const adopt = from && overlap >= 0.5 ? from : undefined;
@@ -238,7 +241,39 @@ export class Prefetcher {
     this.#plans.set(key, plan);
     log.debug("prefetch plan", { plan: key, files: predicted.length, first: predicted.slice(0, 3).map((p) => p.path).join(" "), lookahead: plan.lookahead, ...(adopt ? { from: adopt.key } : {}) });
     this.#pump(plan);
+    if (predictor.perCall && answer.length < PREDICTION_LIMIT) this.#extend(plan, predictor, query, answer.length);
     return plan;
+  }
+
+  #worthFetching(p: PredictedFile): boolean {
+    return p.confidence >= this.settings.minConfidence && p.ranges.length > 0;
+  }
+
+  /**
+   * A predictor that answers a few files a call (Predictor.perCall): the rest
+   * of the plan is asked for one call a turn of the event loop, so FUSE
+   * requests and gRPC calls are served between them; the first files are
+   * queued meanwhile. Stops when an answer brings nothing new.
+   */
+  #extend(plan: Plan, predictor: Predictor, query: PredictQuery, answered: number): void {
+    setImmediate(() => {
+      if (this.#plans.get(plan.key) !== plan || plan.fetch.cancelled) return;
+      let answer: PredictedFile[];
+      try {
+        answer = predictor.predict({ ...query, limit: Math.min(PREDICTION_LIMIT, answered + (predictor.perCall ?? PREDICTION_LIMIT)) });
+      } catch (err) {
+        log.warn("prediction failed; the plan keeps what it has", { plan: plan.key, error: String(err) });
+        return;
+      }
+      if (answer.length <= answered) return;
+      for (const p of answer.slice(answered)) {
+        if (!this.#worthFetching(p) || plan.position.has(fileId(p))) continue;
+        plan.position.set(fileId(p), plan.predicted.length);
+        plan.predicted.push(p);
+      }
+      this.#pump(plan);
+      if (answer.length < PREDICTION_LIMIT) this.#extend(plan, predictor, query, answer.length);
+    });
   }
 
   /** Queues predicted files up to the lookahead past the container's position. */

@@ -5,7 +5,7 @@ import { afterAll, describe, it, expect } from "vitest";
 import { GRU_WEIGHTS_FILE } from "../../../snapshotter/predict/gru-model-file.js";
 import { DEFAULT_TRAINING } from "../../../snapshotter/predict/gru-training.js";
 import { TraceHistory } from "../../../snapshotter/predict/history.js";
-import { GruPredictor, gruSequences, UNK, BOS } from "../../../snapshotter/predict/predictor-gru.js";
+import { GruPredictor, gruSequences, ROLLOUT_PER_CALL, UNK, BOS } from "../../../snapshotter/predict/predictor-gru.js";
 import type { FileKey, PredictQuery } from "../../../snapshotter/predict/predictor.js";
 import { makeTrace, paths } from "./helpers.js";
 
@@ -99,5 +99,23 @@ describe("gru predictor", () => {
     await p.train(history);
     expect(p.lastTraining?.outOfTime).toBe(true);
     expect(p.lastTraining?.ms).toBeLessThan(2_000);
+  });
+  it("rolls out at most ROLLOUT_PER_CALL files a call, and a call for more goes on where the last one stopped", async () => {
+    const long = Array.from({ length: 300 }, (_, i) => `g${i}`);
+    const p = new GruPredictor({ embed: 8, hidden: 16, training: { ...training, epochs: 1 } });
+    await p.train(new TraceHistory([makeTrace({ id: "long", started: 1, layers: [L], files: long })]));
+    const query: PredictQuery = { workload, accessed: long.slice(0, 3).map(key), limit: 1000 };
+    const first = p.predict(query);
+    expect(first).toHaveLength(ROLLOUT_PER_CALL);
+    const second = p.predict(query);
+    expect(second).toHaveLength(2 * ROLLOUT_PER_CALL);
+    expect(paths(second.slice(0, ROLLOUT_PER_CALL))).toEqual(paths(first));
+    // within its limit a call answers in full
+    expect(p.predict({ ...query, limit: 10 })).toHaveLength(10);
+    // to the end: every file but the accessed ones, each once
+    let all = second;
+    for (let calls = 0; calls < 10 && all.length < long.length - 3; calls++) all = p.predict(query);
+    expect(new Set(paths(all)).size).toBe(long.length - 3);
+    expect(p.predict(query)).toHaveLength(long.length - 3);
   });
 });
