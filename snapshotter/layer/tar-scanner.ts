@@ -28,6 +28,13 @@ export interface TarRecord extends EntryAttributes {
 }
 
 const BLOCK = 512;
+/**
+ * Bytes a PAX record set, a GNU long name or link, a sparse map, or all
+ * global PAX records together may hold (Go's archive/tar allows 1 MiB too).
+ * They are buffered whole, so a header claiming gigabytes in a small gzip
+ * would otherwise take that much memory.
+ */
+export const MAX_SPECIAL_BYTES = 1 << 20;
 // Types whose size field never announces data (as Go's archive/tar reads them).
 const HEADER_ONLY = new Set(["1", "2", "3", "4", "5", "6"]);
 const pad = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
@@ -151,9 +158,11 @@ export class TarScanner {
       case "pax":
       case "global":
         for (const [k, v] of parsePax(data)) {
-          const map = st.which === "pax" ? this.#pax : this.#global;
-          map.set(k, [...(map.get(k) ?? []), v]);
+          // a global record replaces the one before it; a local set may repeat keys (sparse maps)
+          if (st.which === "pax") this.#pax.set(k, [...(this.#pax.get(k) ?? []), v]);
+          else this.#global.set(k, [v]);
         }
+        if (st.which === "global") this.#checkGlobalBytes();
         break;
       case "longname":
         this.#longname = cstring(data, 0, data.length);
@@ -164,6 +173,9 @@ export class TarScanner {
       case "gnusparse":
         // continuation blocks of an old GNU sparse header
         if (this.#gnuSparse) this.#gnuSparse.ext.push(block);
+        if (this.#gnuSparse && this.#gnuSparse.ext.length * BLOCK > MAX_SPECIAL_BYTES) {
+          throw new InvalidArgumentError(`tar: GNU sparse header before offset ${this.#pos} has more than ${MAX_SPECIAL_BYTES} bytes of extensions`);
+        }
         if (block[504] && this.#gnuSparse) this.#state = { kind: "meta", which: "gnusparse", size: BLOCK, need: BLOCK };
         else return this.#emitGnuSparse();
         break;
@@ -186,6 +198,9 @@ export class TarScanner {
     const meta = { x: "pax", g: "global", L: "longname", K: "longlink" } as const;
     if (flag in meta) {
       if (flag === "g") this.#entryStart = undefined; // global records belong to no one entry
+      if (headerSize > MAX_SPECIAL_BYTES) {
+        throw new InvalidArgumentError(`tar: ${meta[flag as keyof typeof meta]} header at offset ${this.#pos - BLOCK} claims ${headerSize} bytes, more than the ${MAX_SPECIAL_BYTES} allowed`);
+      }
       this.#state = { kind: "meta", which: meta[flag as keyof typeof meta], size: headerSize, need: pad(headerSize) };
       if (headerSize === 0) this.#state = { kind: "header" };
       return undefined;
@@ -249,6 +264,7 @@ export class TarScanner {
     const nums = block.toString("latin1").split("\n");
     const count = Number(nums[0]);
     if (nums.length < 2 || !(nums.length - 1 >= 1 + 2 * count)) {
+      if (block.length >= MAX_SPECIAL_BYTES) throw new InvalidArgumentError(`tar: PAX sparse map before offset ${this.#pos} is longer than ${MAX_SPECIAL_BYTES} bytes`);
       this.#buf = [block]; // keep reading blocks until the whole map is in
       this.#buffered = block.length;
       return undefined;
@@ -272,6 +288,12 @@ export class TarScanner {
       at += length;
     }
     return segs;
+  }
+
+  #checkGlobalBytes(): void {
+    let n = 0;
+    for (const [k, values] of this.#global) for (const v of values) n += k.length + v.length;
+    if (n > MAX_SPECIAL_BYTES) throw new InvalidArgumentError(`tar: global PAX records before offset ${this.#pos} hold more than ${MAX_SPECIAL_BYTES} bytes`);
   }
 
   #paxSparse0(): [number, number][] | undefined {
