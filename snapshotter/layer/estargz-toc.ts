@@ -3,7 +3,8 @@
 // digest against the layer's `containerd.io/snapshot/stargz/toc.digest`
 // annotation, and the TOC JSON types. Format as in stargz-snapshotter's
 // estargz package (types.go, gzip.go).
-import { gunzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gunzip } from "node:zlib";
 import { InvalidArgumentError, UnavailableError } from "../errdefs/errors.js";
 import { type BlobSource } from "../fetch/blob-source.js";
 import { LayerVerificationError } from "../fetch/verification.js";
@@ -17,6 +18,16 @@ export const TOC_TAR_NAME = "stargz.index.json";
 export const FOOTER_SIZE = 51;
 /** The original stargz footer: the extra field is "%016xSTARGZ" without a subfield header. */
 export const LEGACY_FOOTER_SIZE = 47;
+/**
+ * A TOC's gzip member is fetched only when it is at most this long, and it
+ * may decompress to at most this many bytes: the footer and the TOC come
+ * from the registry, and a footer pointing at the start of a small gzip
+ * bomb would otherwise be fetched and inflated whole. 50 MiB is the limit
+ * containers/storage puts on zstd:chunked TOCs; a layer of 100,000 files has
+ * a TOC of about 25 MB.
+ */
+export const MAX_TOC_BYTES = 50 << 20;
+const gunzipAsync = promisify(gunzip);
 
 /** One TOC entry as serialised (estargz TOCEntry). */
 export interface TocEntry {
@@ -106,11 +117,17 @@ export async function loadToc(blob: BlobSource, digest: string, tocDigest?: stri
   const footer = parseFooter(await fetch(blob, digest, blob.size - tailLen, tailLen));
   const tocEnd = blob.size - footer.footerSize;
   if (footer.tocOffset >= tocEnd) throw new InvalidArgumentError(`layer ${digest}: TOC offset ${footer.tocOffset} out of range`);
+  const member = tocEnd - footer.tocOffset;
+  if (member > MAX_TOC_BYTES) throw new LayerVerificationError(digest, `TOC gzip member is ${member} bytes, more than the ${MAX_TOC_BYTES} allowed`);
+  const compressed = await fetch(blob, digest, footer.tocOffset, member);
   let tarBytes: Buffer;
   try {
-    tarBytes = gunzipSync(await fetch(blob, digest, footer.tocOffset, tocEnd - footer.tocOffset));
+    // on libuv's thread pool, not the event loop, and stopped at the cap
+    tarBytes = await gunzipAsync(compressed, { maxOutputLength: MAX_TOC_BYTES });
   } catch (err) {
-    if (err instanceof UnavailableError) throw err;
+    if (err instanceof RangeError || (err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new LayerVerificationError(digest, `TOC decompresses to more than the ${MAX_TOC_BYTES} bytes allowed`);
+    }
     throw new LayerVerificationError(digest, `TOC gzip member does not decompress: ${String(err)}`);
   }
   const rec = new TarScanner().push(tarBytes).find((r) => r.type === "file");
