@@ -8,6 +8,7 @@ import pLimit, { type LimitFunction } from "p-limit";
 import { Agent, interceptors, request, type Dispatcher } from "undici";
 import { AugurError, FailedPreconditionError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
+import { DEFAULT_BODY_RATE, SlowBodyError, slowBodyGuard, type BodyRate } from "./slow-body.js";
 
 const log = logger("registry");
 
@@ -24,6 +25,8 @@ export interface TransportOptions {
   /** Redirects followed per request (registries send blobs to storage). Default 5. */
   maxRedirections?: number;
   userAgent?: string;
+  /** Least a body must bring in every window while it is read (slow-body.ts); null: no minimum. */
+  bodyRate?: BodyRate | null;
 }
 
 export const DEFAULT_RETRIES = 4;
@@ -92,10 +95,13 @@ export class HttpTransport {
     this.#maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.#userAgent = options.userAgent ?? "augur";
     const redirect = interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 });
+    const rate = options.bodyRate === undefined ? DEFAULT_BODY_RATE : options.bodyRate;
+    // the guard outermost: it watches the response a redirect ends at, named by the registry's URL
+    const chain = rate ? [redirect, slowBodyGuard(rate)] : [redirect];
     const agent = (rejectUnauthorized: boolean): Dispatcher => {
       const a = new Agent({ connect: { timeout: this.#timeoutMs, rejectUnauthorized } });
       this.#agents.push(a);
-      return a.compose(redirect);
+      return a.compose(chain);
     };
     this.#verifying = agent(true);
     this.#insecure = agent(false);
@@ -117,6 +123,11 @@ export class HttpTransport {
       try {
         return await consume(await this.#once(req));
       } catch (err) {
+        if (err instanceof SlowBodyError) {
+          // trying again would wait as long again: the read fails now, the next one asks afresh
+          log.warn("registry too slow; request given up", { what: req.what, error: err.message });
+          throw new UnavailableError(`${req.what}: ${err.message}`, { cause: err });
+        }
         if (!(err instanceof TransientStatus) && !isTransientError(err)) {
           if (isNetworkError(err)) throw new UnavailableError(`${req.what}: ${errorMessage(err)}`, { cause: err });
           throw err;
