@@ -123,7 +123,7 @@ export function putBlob(dir: string, b: Buffer): string {
 }
 
 /** Completes an OCI layout whose layer blobs are in place: config, manifest, index.json tagged `tag`. Returns the manifest digest. */
-export function writeImageLayout(dir: string, config: Buffer, layers: { mediaType: string; digest: string; size: number }[], tag: string): string {
+export function writeImageLayout(dir: string, config: Buffer, layers: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[], tag: string): string {
   const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: putBlob(dir, config), size: config.length };
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers }));
   const manifestDigest = putBlob(dir, manifest);
