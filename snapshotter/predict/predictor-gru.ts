@@ -60,6 +60,8 @@ export interface GruOptions {
   training: GruTrainingOptions;
   /** Where the trained model is kept; a model trained on the same traces with the same options is loaded instead of trained again. */
   stateDir?: string;
+  /** false: the output layer in JavaScript, not WebAssembly (gru-output.ts; for comparing the two). */
+  wasm?: boolean;
 }
 
 export const DEFAULT_GRU: GruOptions = { vocabulary: 4096, embed: 32, hidden: 64, maxSequence: 1024, training: DEFAULT_TRAINING };
@@ -128,7 +130,7 @@ export function gruSequences(history: History, opts: Pick<GruOptions, "vocabular
 /** What identifies a training run: the traces and the options, so a saved model can be reused when both are unchanged. */
 function fingerprint(history: History, opts: GruOptions): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ ...opts, stateDir: undefined }));
+  h.update(JSON.stringify({ ...opts, stateDir: undefined, wasm: undefined }));
   for (const t of history.traces) h.update(`${t.id}\0${t.files.length}\n`);
   return h.digest("hex");
 }
@@ -214,7 +216,7 @@ export class GruPredictor implements Predictor {
 
   #use(net: GruNetwork | undefined, vocabulary: FileKey[]): void {
     this.#net = net;
-    this.#output = net ? new OutputLayer(net) : undefined;
+    this.#output = net ? new OutputLayer(net, { wasm: this.opts.wasm !== false }) : undefined;
     this.#vocabulary = vocabulary;
     this.#index = new Map(vocabulary.map((f, i) => [fileId(f), i]));
     this.#byLayer = new Map();

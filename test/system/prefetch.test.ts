@@ -179,6 +179,26 @@ describe("predictive prefetch through containerd", () => {
     expect(hit / (hit + miss)).toBeGreaterThanOrEqual(0.9);
   }, 180_000);
 
+  it("with --predictor gru, the network trained in the background on the traces prefetches the workload's reads", async () => {
+    await wipeDataAndRestart(["--predictor", "gru"]);
+    // it trains at start, in a worker thread; plans made before it has trained predict nothing
+    let training: { traces: number } | null = null;
+    for (const deadline = Date.now() + 60_000; !training && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      const p = (await status() as unknown as { prefetch: { predictor: string; training: { traces: number } | null } }).prefetch;
+      expect(p.predictor).toBe("gru");
+      training = p.training;
+    }
+    expect(training?.traces).toBeGreaterThanOrEqual(3);
+    const before = baseLayer(await status());
+    expect(await ctrRun(refs.a, "a-gru", readsA, "a")).toBe(expected(readsA, appContent.a as Buffer));
+    const after = baseLayer(await status());
+    const hit = after.readHitBytes - before.readHitBytes;
+    const miss = after.readMissBytes - before.readMissBytes;
+    expect(hit + miss).toBeGreaterThan(readsA.length * SIZE * 0.9);
+    expect(hit / (hit + miss)).toBeGreaterThanOrEqual(0.9);
+    expect(after.predictedUsedBytes - before.predictedUsedBytes).toBeGreaterThan(readsA.length * SIZE * 0.5);
+  }, 180_000);
+
   it("a wrong prediction costs bytes, never correctness, and a plan keeps within its budget", async () => {
     const budget = 2 << 20; // the tools layer and a few of the data layer's spans, not all of what A read
     await wipeDataAndRestart(["--prefetch-budget", String(budget)]);
