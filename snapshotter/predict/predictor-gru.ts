@@ -30,8 +30,10 @@
 // tfjs's pure-JS backend pays per-op dispatch and allocation that dwarf a
 // 64-wide matrix-vector product, so the typed-array version is 20-50x faster
 // to train and 5-200x faster to predict; it is the one used. The unrolled
-// dot products (gru-network.ts) are what keep the 2051 × 64 output layer at
-// ~0.1 ms per step.
+// dot products (gru-network.ts) keep the 2051 × 64 output layer at ~0.1 ms
+// a step in JavaScript; a rollout scores it in WebAssembly SIMD instead
+// (gru-output.ts: 0.03 ms for 4096 rows against 0.30 ms), which took the
+// evaluation's p95 from 5.2-7.7 ms to 3.9 ms (docs/prediction.md).
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
