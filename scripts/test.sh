@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then type-checks, lints and runs
 # every vitest test (unit tests, then system tests that start real containerd,
-# registries and mounts; they need root). Ends with one line: N passed, N failed.
+# registries and mounts; they need root). Ends with one line: N passed, N failed,
+# where N passed counts tests, and N failed counts failed tests, files that failed
+# without a failed test (a hook that threw, a file that did not load), a vitest
+# exit code no test explains, and failed checks (typecheck, lint, reported above it).
+# Skipped tests are listed by name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,16 +15,14 @@ if ! bash scripts/install.sh; then
   exit 1
 fi
 
-passed=0
-failed=0
+checks_failed=0
 check() {
   local name=$1
   shift
   if "$@"; then
-    passed=$((passed + 1))
     echo "check $name: ok"
   else
-    failed=$((failed + 1))
+    checks_failed=$((checks_failed + 1))
     echo "check $name: FAILED"
   fi
 }
@@ -29,18 +31,17 @@ check lint npm run -s lint
 
 report=$(mktemp /tmp/augur-vitest-XXXXXX.json)
 npx vitest run --reporter=default --reporter=json --outputFile="$report" "$@"
-counts=$(node -e '
-  const fs = require("node:fs");
-  try {
-    const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
-    // A file that fails to load has no tests; count it as a failure.
-    const broken = r.testResults.filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
-    console.log(r.numPassedTests, r.numFailedTests + broken);
-  } catch { console.log(0, 1); }
-' "$report")
+vitest_rc=$?
+summary=$(node dist/scripts/test-report.js "$report")
 rm -f "$report"
-read -r vp vf <<<"$counts"
-passed=$((passed + vp))
-failed=$((failed + vf))
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+echo "$summary" | sed '$d'
+read -r passed failed skipped <<<"$(echo "$summary" | tail -n 1)"
+# vitest failing for a reason no test or file shows (a crash, an unhandled error) is a failure too
+if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "vitest exited $vitest_rc with no failed test or file to show for it: counted as one failure"
+  failed=1
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped; checks (typecheck, lint): $checks_failed failed"
+# the last line counts tests; a failed check counts as a failure so CI cannot pass without it
+echo "$passed passed, $((failed + checks_failed)) failed"
+[ "$((failed + checks_failed))" -eq 0 ]
