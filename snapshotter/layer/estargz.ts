@@ -195,8 +195,11 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
     if (!c.digest) throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} has no digest in the TOC`);
     let plain: Buffer;
     try {
-      plain = gunzipSync(member);
+      plain = gunzipSync(member, { maxOutputLength: Math.max(c.inner + c.size, MAX_MEMBER_BYTES) });
     } catch (err) {
+      if (err instanceof RangeError || (err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+        throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} inflates to more than ${Math.max(c.inner + c.size, MAX_MEMBER_BYTES)} bytes`);
+      }
       throw new LayerVerificationError(this.digest, `chunk at ${c.gzStart} does not decompress: ${String(err)}`);
     }
     const bytes = plain.subarray(c.inner, c.inner + c.size);
@@ -208,16 +211,40 @@ export class EStargzLayerIndex extends TreeLayerIndex<EStargzChunk[]> implements
   }
 }
 
+/**
+ * Bytes a chunk's gzip member may inflate to (or what the chunk needs, if
+ * more): a writer packs small files into members of about its chunk size
+ * (4 MiB by default), so a member inflating to far more is a bomb, not a
+ * layer.
+ */
+const MAX_MEMBER_BYTES = 64 << 20;
+
+/**
+ * Where each entry's gzip member ends: where the next member of the blob
+ * starts, by offset (the TOC itself after the last). estargz's initFields
+ * takes the next entry's offset in TOC order instead, which a TOC listing
+ * entries out of blob order turns into ends before starts, and good files
+ * into unreadable ones; gzip members do not overlap, so offset order is the
+ * blob's order whatever the TOC's.
+ */
+export function memberEnds(entries: readonly TocEntry[], tocOffset: number): number[] {
+  const starts = [...new Set(entries.filter((e) => e.offset && !e.innerOffset).map((e) => e.offset as number))].sort((a, b) => a - b);
+  return entries.map((e) => {
+    const at = e.offset ?? 0;
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((starts[mid] as number) <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    return Math.min(starts[lo] ?? tocOffset, tocOffset);
+  });
+}
+
 /** Turns TOC entries into tree inputs with chunk lists, as estargz's initFields does. */
 function fromToc(digest: string, entries: TocEntry[], tocOffset: number): { inputs: EntryInput<EStargzChunk[]>[]; prefetch: PrefetchInfo } {
-  // the gzip member of a chunk ends where the next member with data starts
-  const next = new Array<number>(entries.length);
-  let last = tocOffset;
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const e = entries[i] as TocEntry;
-    next[i] = last;
-    if (e.offset && !e.innerOffset) last = e.offset;
-  }
+  const next = memberEnds(entries, tocOffset);
   const inputs: EntryInput<EStargzChunk[]>[] = [];
   const prefetch: PrefetchInfo = { landmark: "none", entries: [], size: 0 };
   const unames = new Map<number, string>();

@@ -3,6 +3,8 @@
 // off the event loop, and be refused at once.
 import { describe, expect, it } from "vitest";
 import { gzipSync } from "node:zlib";
+import { layerTar } from "../../../scripts/images/oci-image.js";
+import { EStargzLayerIndex } from "../../../snapshotter/layer/estargz.js";
 import { loadToc, MAX_TOC_BYTES, parseFooter } from "../../../snapshotter/layer/estargz-toc.js";
 import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
 import { countingSource, sha256 } from "./helpers.js";
@@ -49,5 +51,17 @@ describe("eStargz TOC limits", () => {
     };
     await expect(loadToc(source, "sha256:big")).rejects.toThrow(`TOC gzip member is ${MAX_TOC_BYTES + 1024} bytes, more than the ${MAX_TOC_BYTES} allowed`);
     expect(calls).toEqual([{ offset: size - 51, length: 51 }]);
+  });
+});
+
+describe("eStargz chunk limits", () => {
+  it("a chunk whose gzip member inflates far past the chunk is refused without inflating it all", async () => {
+    // the file's member: 100 MiB of zeros for a 10-byte file
+    const member = gzipSync(Buffer.alloc(100 << 20), { level: 9 });
+    const toc = { version: 1, entries: [{ name: "big", type: "reg", size: 10, offset: 0, chunkDigest: `sha256:${"0".repeat(64)}` }] };
+    const tocMember = gzipSync(await layerTar([{ type: "file", path: "stargz.index.json", content: Buffer.from(JSON.stringify(toc)) }]));
+    const blob = Buffer.concat([member, tocMember, footer(member.length)]);
+    const layer = await EStargzLayerIndex.open(countingSource(blob), { digest: sha256(blob) });
+    await expect(layer.readFile("big", 0, 10)).rejects.toThrow(`chunk at 0 inflates to more than ${64 << 20} bytes`);
   });
 });
