@@ -1,6 +1,6 @@
 // The one place that wires augur's parts together for `augur serve`.
 import * as grpc from "@grpc/grpc-js";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import type { ServeConfig } from "./config/config.js";
@@ -161,6 +161,8 @@ export class Daemon {
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );
+    // the snapshotter API is root's, as containerd's own socket is: not whatever the umask left
+    chmodSync(config.socket, 0o600);
 
     const api = new HttpApi([
       ...statusRoutes(metrics, () => ({

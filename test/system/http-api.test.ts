@@ -30,7 +30,13 @@ const json = (r: { body: string }): Record<string, unknown> => JSON.parse(r.body
 beforeAll(async () => {
   dir = scratchDir("as-api-");
   registry = await startRegistry(dir);
-  augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: ["--no-native-copy"] });
+  // started with an open umask: augur must set its sockets' modes itself
+  const umask = process.umask(0);
+  try {
+    augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: ["--no-native-copy"] });
+  } finally {
+    process.umask(umask);
+  }
   containerd = await startContainerd(dir, augur.socket);
   image = await buildImage(join(dir, "img"), { layers: [busyboxLayer(), [{ type: "file", path: "big.bin", content: Buffer.alloc(2 << 20, 7) }]], cmd: ["/bin/sh"] });
   const ref = `${registry.host}/api/img:1`;
@@ -47,8 +53,9 @@ afterAll(async () => {
 }, 120_000);
 
 describe("HTTP API", () => {
-  it("listens on a unix socket only root can connect to", () => {
+  it("listens on a unix socket only root can connect to, as the snapshotter socket is, whatever the umask", () => {
     expect(statSync(augur.apiSocket).mode & 0o777).toBe(0o600);
+    expect(statSync(augur.socket).mode & 0o777).toBe(0o600);
   });
 
   it("GET /healthz, /metrics and /cache/status", async () => {
