@@ -4,16 +4,21 @@
 // asked about has matched its tar header (LayerIndex.check). An index caught
 // saying something the tar does not is dropped, logged once, and the layer is
 // read without it from then on (`fallback`: streaming it whole); nothing it
-// said of that entry was served. An attempt that failed (registry gone, bad
-// bytes) is retried by the next question, so the layer recovers once the
-// registry is back.
-import { errorMessage } from "../errdefs/errors.js";
+// said of that entry was served. An attempt that failed for want of the
+// registry is retried by the next question, so the layer recovers once the
+// registry is back; one that failed on the layer's own bytes (a bad digest, a
+// tar header over its limits) is remembered for FAILED_LAYER_MS, so every
+// lookup in that time fails at once instead of streaming the layer again.
+import { errorMessage, InvalidArgumentError } from "../errdefs/errors.js";
 import { IndexMismatchError, LayerVerificationError } from "../fetch/verification.js";
 import type { LayerEntry, LayerIndex } from "../layer/layer-index.js";
 import type { LayerView } from "../layer/layer-view.js";
 import { logger } from "../util/logging.js";
 
 const log = logger("remote");
+
+/** How long a layer whose bytes failed stays failed before a question tries it again. */
+export const FAILED_LAYER_MS = 60_000;
 
 export class DeferredView implements LayerView {
   #attempt: Promise<LayerIndex> | undefined;
@@ -34,8 +39,12 @@ export class DeferredView implements LayerView {
     if (this.#index) return Promise.resolve(this.#index);
     if (!this.#attempt) {
       const attempt = this.#build().then((index) => (this.#index = index));
-      attempt.catch(() => {
-        if (this.#attempt === attempt) this.#attempt = undefined;
+      attempt.catch((err: unknown) => {
+        const forget = (): void => {
+          if (this.#attempt === attempt) this.#attempt = undefined;
+        };
+        if (err instanceof LayerVerificationError || err instanceof InvalidArgumentError) setTimeout(forget, FAILED_LAYER_MS).unref();
+        else forget();
       });
       this.#attempt = attempt;
     }

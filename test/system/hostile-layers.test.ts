@@ -5,7 +5,8 @@
 //   refused at once (bounded fetch, bounded inflate off the event loop), and
 //   containerd pulls the layer itself.
 // - A plain layer whose PAX header claims 512 MiB: the layer fails at that
-//   header, without buffering it.
+//   header, without buffering it, and stays failed for a while rather than
+//   being streamed again by every lookup.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -172,6 +173,9 @@ describe("hostile layers through containerd", () => {
     const lines = augur.proc.log().split("\n").filter((l) => l.includes(claim));
     expect(lines.length, augur.proc.log().slice(-3000)).toBeGreaterThan(0);
     expect(lines[0]).toContain(image.layerDigests[1] as string);
+    // the failure is remembered: the container's many lookups did not stream the layer again
+    const gets = [...(await registry.settledLog()).matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 200 /g)].filter((m) => m[1] === image.layerDigests[1]);
+    expect(gets).toHaveLength(1);
     expect(peakRss() - peakBefore).toBeLessThan(RSS_GROWTH_LIMIT);
   }, 300_000);
 });

@@ -1,5 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { DeferredView } from "../../../snapshotter/remote/deferred-view.js";
+import { describe, expect, it, vi } from "vitest";
+import { InvalidArgumentError, UnavailableError } from "../../../snapshotter/errdefs/errors.js";
+import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
+import { DeferredView, FAILED_LAYER_MS } from "../../../snapshotter/remote/deferred-view.js";
 import { parseSpec, specFor } from "../../../snapshotter/remote/remote-layer.js";
 import type { LayerIndex } from "../../../snapshotter/layer/layer-index.js";
 import type { ResolvedImage } from "../../../snapshotter/registry/registry-client.js";
@@ -45,5 +47,29 @@ describe("DeferredView", () => {
     await view.getAttr("x");
     expect(attempts).toBe(2);
     expect(view.ready).toBe(index);
+  });
+  it("a layer whose own bytes failed stays failed for a while, without being opened again; one the registry failed is retried", async () => {
+    vi.useFakeTimers();
+    try {
+      for (const [err, retried] of [
+        [new LayerVerificationError(D("b"), "digest is wrong"), false],
+        [new InvalidArgumentError("tar: pax header at offset 0 claims 1500000000 bytes"), false],
+        [new UnavailableError("registry gone"), true],
+      ] as const) {
+        let attempts = 0;
+        const view = new DeferredView(D("b"), async () => {
+          attempts++;
+          throw err;
+        });
+        await expect(view.getAttr("")).rejects.toThrow(err.message);
+        await expect(view.lookup("", "x")).rejects.toThrow(err.message);
+        expect(attempts, err.message).toBe(retried ? 2 : 1);
+        await vi.advanceTimersByTimeAsync(FAILED_LAYER_MS + 1);
+        await expect(view.getAttr("")).rejects.toThrow(err.message);
+        expect(attempts, err.message).toBe(retried ? 3 : 2);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
