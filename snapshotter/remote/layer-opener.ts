@@ -12,6 +12,7 @@ import type { StreamOrder } from "./stream-order.js";
 import { yieldToLoop, type IndexLoads } from "./index-loads.js";
 import type { LayerCache } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { LayerVerificationError } from "../fetch/verification.js";
 import { compressionOf, gzipBlockBoundaries } from "../layer/decoders.js";
 import { mergedPoints, pointsToAdd, streamOffsets, type ReadStart } from "../layer/access-points.js";
 import { EStargzLayerIndex } from "../layer/estargz.js";
@@ -223,11 +224,17 @@ export class LayerOpener {
     const started = Date.now();
     const stream = await this.registry.blobStream(spec.imageRef, spec.layerDigest, 0);
     const writer = this.cache.blobWriter(spec.layerDigest);
+    // the manifest's size is a claim like the digest (containerd's fetcher refuses a mismatch too):
+    // a blob longer than it stops there, so it cannot fill the disk
+    let got = 0;
     async function* tee(): AsyncGenerator<Buffer> {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
+        got += chunk.length;
+        if (got > spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is longer than the ${spec.size} bytes the manifest says`);
         await writer.write(chunk);
         yield chunk;
       }
+      if (got !== spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is ${got} bytes, the manifest says ${spec.size}`);
     }
     try {
       const index = await buildTarIndex(tee(), { digest: spec.layerDigest, mediaType: spec.mediaType });

@@ -4,19 +4,21 @@
 // - An eStargz layer whose footer puts the TOC at offset 0 of a gzip bomb:
 //   refused at once (bounded fetch, bounded inflate off the event loop), and
 //   containerd pulls the layer itself.
+// - A manifest claiming a layer is smaller than its blob: the layer fails
+//   at the claim, and the cache keeps no more than it.
 // - A plain layer whose PAX header claims 512 MiB: the layer fails at that
 //   header, without buffering it, and stays failed for a while rather than
 //   being streamed again by every lookup.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createGzip } from "node:zlib";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
-import { busyboxLayer, layerTar, pushImage, putBlob, writeImageLayout, type BuiltImage } from "../../scripts/images/oci-image.js";
+import { buildImage, busyboxLayer, layerTar, pushImage, putBlob, writeImageLayout, type BuiltImage } from "../../scripts/images/oci-image.js";
 import { gzipSync } from "node:zlib";
 
 const MiB = 1 << 20;
@@ -177,5 +179,26 @@ describe("hostile layers through containerd", () => {
     const gets = [...(await registry.settledLog()).matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 200 /g)].filter((m) => m[1] === image.layerDigests[1]);
     expect(gets).toHaveLength(1);
     expect(peakRss() - peakBefore).toBeLessThan(RSS_GROWTH_LIMIT);
+  }, 300_000);
+  it("a manifest claiming a layer is smaller than its blob: the layer fails naming the claim, and no more than it is kept", async () => {
+    const image = await buildImage(join(dir, "size"), { layers: [busyboxLayer(), [{ type: "file", path: "big.bin", content: randomBytes(1 << 20) }]], cmd: ["/bin/sh"] });
+    pushImage(image, `${registry.host}/hostile/size:good`);
+    const manifest = JSON.parse(readFileSync(join(image.dir, "blobs", "sha256", image.manifestDigest.slice(7)), "utf8")) as { layers: { size: number }[] };
+    const claim = (manifest.layers[1]?.size ?? 0) - 4096;
+    (manifest.layers[1] as { size: number }).size = claim;
+    const body = join(dir, "lying-manifest.json");
+    writeFileSync(body, JSON.stringify(manifest));
+    const put = await run("curl", ["-sf", "-X", "PUT", "-H", "content-type: application/vnd.oci.image.manifest.v1+json", "--data-binary", `@${body}`, `http://${registry.host}/v2/hostile/size/manifests/lie`]);
+    expect(put.code, put.stderr).toBe(0);
+    const ref = `${registry.host}/hostile/size:lie`;
+    const pulled = await run("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const ran = await containerd.ctr(["run", "--snapshotter", "augur", "--rm", ref, "size-run", "md5sum", "/big.bin"], 120_000);
+    expect(ran.code, ran.stdout).not.toBe(0);
+    const digest = image.layerDigests[1] as string;
+    const line = augur.proc.log().split("\n").find((l) => l.includes(digest) && l.includes(`blob is longer than the ${claim} bytes the manifest says`));
+    expect(line, augur.proc.log().slice(-3000)).toBeDefined();
+    // nothing of the layer was kept as if it were the blob
+    expect(existsSync(join(augur.root, "cache", "blobs", "sha256", digest.slice(7)))).toBe(false);
   }, 300_000);
 });
