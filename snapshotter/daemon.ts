@@ -126,6 +126,7 @@ export class Daemon {
     const snapshotter = await OverlaySnapshotter.open(config.root, {
       remote,
       nativeCopy: config.nativeCopy,
+      nativeCopyBytes: config.nativeCopySize,
       onActivePrepared: (a) => {
         if (!prefetcher) return;
         const ref = { namespace: a.namespace, container: containerIdOf(a.namespace, a.key), snapshot: a.id, layers: a.lazyLayers };

@@ -28,6 +28,8 @@ Usage:
       --no-lazy       never serve layers lazily; containerd unpacks every layer
       --no-native-copy  keep serving completely cached layers through FUSE
                       (default: unpack them and give new containers that copy)
+      --native-copy-size N  bytes all native copies may take together (default: --cache-size);
+                      a layer unpacking to over 50 times its blob is never copied
       --containerd-address PATH  containerd's socket, asked what each container
                       runs (default /run/containerd/containerd.sock)
       --trace-size N  bytes the access traces may take (default 256MiB)
@@ -63,6 +65,7 @@ async function serve(argv: string[]): Promise<void> {
       "docker-config": { type: "string" },
       "no-lazy": { type: "boolean" },
       "no-native-copy": { type: "boolean" },
+      "native-copy-size": { type: "string" },
       "containerd-address": { type: "string" },
       "trace-size": { type: "string" },
       "no-trace": { type: "boolean" },
@@ -80,7 +83,7 @@ async function serve(argv: string[]): Promise<void> {
     {
       root: values.root, socket: values.socket, api: values.api, hostsDir: values["hosts-dir"], cacheDir: values["cache-dir"],
       cacheSize: values["cache-size"], dockerConfig: values["docker-config"], lazy: values["no-lazy"] ? false : undefined,
-      nativeCopy: values["no-native-copy"] ? false : undefined,
+      nativeCopy: values["no-native-copy"] ? false : undefined, nativeCopySize: values["native-copy-size"],
       containerdAddress: values["containerd-address"], traceSize: values["trace-size"], trace: values["no-trace"] ? false : undefined,
       predictor: values.predictor, prefetchBudget: values["prefetch-budget"], prefetchGranularity: values["prefetch-granularity"],
       prefetch: values["no-prefetch"] ? false : undefined,

@@ -26,6 +26,8 @@ export interface ServeConfig {
   cacheSize: number;
   /** Unpack a lazily served layer once it is completely cached; new containers then skip FUSE. */
   nativeCopy: boolean;
+  /** Bytes all native copies together may take (default: the cache size). */
+  nativeCopySize: number;
   /** docker config.json with registry credentials; default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
   dockerConfig: string | undefined;
   /** Record each container's accesses to lazily served layers (access traces). */
@@ -68,6 +70,7 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   api: { key: "api", type: "string" },
   lazy: { key: "lazy", type: "boolean" },
   native_copy: { key: "nativeCopy", type: "boolean" },
+  native_copy_size: { key: "nativeCopySize", type: "size" },
   hosts_dir: { key: "hostsDir", type: "string" },
   cache_dir: { key: "cacheDir", type: "string" },
   cache_size: { key: "cacheSize", type: "size" },
@@ -88,9 +91,11 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
   const file = configFile ? readConfigFile(configFile) : {};
   const root = flags.root ?? file.root ?? DEFAULT_ROOT;
   const size = flags.cacheSize ?? file.cacheSize;
+  const nativeSize = flags.nativeCopySize ?? file.nativeCopySize;
   const traceSize = flags.traceSize ?? file.traceSize;
   const budget = flags.prefetchBudget ?? file.prefetchBudget;
   const granularity = flags.prefetchGranularity ?? file.prefetchGranularity;
+  const cacheSize = size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size");
   return {
     root,
     socket: flags.socket ?? file.socket ?? DEFAULT_SOCKET,
@@ -100,7 +105,8 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     refineIndexes: flags.refineIndexes ?? file.refineIndexes ?? true,
     hostsDir: flags.hostsDir ?? file.hostsDir ?? DEFAULT_HOSTS_DIR,
     cacheDir: flags.cacheDir ?? file.cacheDir ?? join(root, "cache"),
-    cacheSize: size === undefined ? DEFAULT_CACHE_SIZE : parseSize(size, "cache size"),
+    cacheSize,
+    nativeCopySize: nativeSize === undefined ? cacheSize : parseSize(nativeSize, "native copy size"),
     dockerConfig: flags.dockerConfig ?? file.dockerConfig,
     trace: flags.trace ?? file.trace ?? true,
     traceSize: traceSize === undefined ? DEFAULT_TRACE_SIZE : parseSize(traceSize, "trace size"),

@@ -15,6 +15,29 @@ import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/layer-index.js";
 
 const run = promisify(execFile);
 
+/** Beside `native`: the bytes the copy holds, so the bound counts it after a restart. */
+export const NATIVE_SIZE_FILE = "native.size";
+/** Unpacked bytes per compressed byte beyond which a layer is not copied (real layers: 2-10). */
+export const MAX_INFLATION = 50;
+/** Layers unpacking to less than this are copied whatever their ratio (a few small text files compress well). */
+const SMALL_LAYER_BYTES = 64 << 20;
+
+/**
+ * Why a layer must not be copied natively, or undefined when it may: a
+ * layer unpacking to far more than its blob (a gzip of zeros) would fill
+ * the disk for a copy FUSE serves as well, and all copies together keep
+ * within `limit`.
+ */
+export function nativeCopyRefusal(layer: { unpacked: number; compressed: number }, copies: { used: number; limit: number }): string | undefined {
+  if (layer.unpacked > SMALL_LAYER_BYTES && layer.unpacked > MAX_INFLATION * layer.compressed) {
+    return `it unpacks to ${layer.unpacked} bytes from ${layer.compressed}, more than ${MAX_INFLATION} times its blob`;
+  }
+  if (copies.used + layer.unpacked > copies.limit) {
+    return `native copies would take ${copies.used + layer.unpacked} bytes, over their ${copies.limit}-byte bound (--native-copy-size)`;
+  }
+  return undefined;
+}
+
 /** Unpacks; `signal` stops tar (augur shutting down) and removes what it wrote. */
 export async function unpackNativeCopy(blobPath: string, mediaType: string, target: string, signal?: AbortSignal): Promise<void> {
   const tmp = `${target}.tmp`;

@@ -24,7 +24,7 @@ import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
 import { detachBelow } from "./mountinfo.js";
 import { mountsBelow } from "../util/mountinfo.js";
-import { unpackNativeCopy } from "./native-copy.js";
+import { NATIVE_SIZE_FILE, nativeCopyRefusal, unpackNativeCopy } from "./native-copy.js";
 import pLimit from "p-limit";
 
 const log = logger("overlay");
@@ -36,6 +36,8 @@ export interface OverlaySnapshotterOptions {
   remote?: RemoteLayers;
   /** Unpack a lazily served layer once its whole blob is cached, and give new mounts that copy. Default true. */
   nativeCopy?: boolean;
+  /** Bytes all native copies together may take (native-copy.ts); default unbounded. */
+  nativeCopyBytes?: number;
   /** Told when an active snapshot over lazily served layers is prepared: a container is about to start. */
   onActivePrepared?: (active: ActiveSnapshot) => void;
   /** Told when a snapshot is removed, e.g. to end a container's access trace. */
@@ -60,8 +62,9 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #nativeCopy: boolean;
   readonly #onRemove: OverlaySnapshotterOptions["onRemove"];
   readonly #onActivePrepared: OverlaySnapshotterOptions["onActivePrepared"];
-  /** Snapshot ids whose native copy is complete. */
-  readonly #native = new Set<number>();
+  /** Snapshot ids whose native copy is complete, and the bytes each holds. */
+  readonly #native = new Map<number, number>();
+  readonly #nativeCopyBytes: number;
   /** Unpacking competes with starting containers for disk and CPU: one at a time. */
   readonly #unpacking = pLimit(1);
   /** Aborted at close: stops a native copy's tar, which must not outlive augur. */
@@ -71,6 +74,7 @@ export class OverlaySnapshotter implements Snapshotter {
   private constructor(root: string, opts: OverlaySnapshotterOptions) {
     this.#remote = opts.remote;
     this.#nativeCopy = opts.nativeCopy ?? true;
+    this.#nativeCopyBytes = opts.nativeCopyBytes ?? Infinity;
     this.#onRemove = opts.onRemove;
     this.#onActivePrepared = opts.onActivePrepared;
     this.layout = new SnapshotLayout(root);
@@ -103,7 +107,7 @@ export class OverlaySnapshotter implements Snapshotter {
         log.error("snapshot is a lazily served layer but lazy pulling is disabled; it stays empty", { id });
         continue;
       }
-      if (existsSync(this.layout.native(id))) this.#native.add(id);
+      if (existsSync(this.layout.native(id))) this.#native.set(id, this.#recordedNativeBytes(id));
       try {
         await this.#remote.mount(this.layout.fs(id), parseSpec(readFileSync(file, "utf8"), file));
         this.scheduleNativeCopy(id);
@@ -235,15 +239,33 @@ export class OverlaySnapshotter implements Snapshotter {
       if (!blob) return;
       await this.#unpacking(async () => {
         if (!remote.isMounted(fs) || this.#closing.signal.aborted) return; // removed meanwhile, or shutting down
+        const unpacked = remote.usage(fs)?.size ?? 0;
+        const used = [...this.#native.values()].reduce((a, b) => a + b, 0);
+        const refused = nativeCopyRefusal({ unpacked, compressed: statSync(blob.path).size }, { used, limit: this.#nativeCopyBytes });
+        if (refused) {
+          log.warn("layer not copied natively; containers keep reading it through FUSE", { id, layer: blob.layer, why: refused });
+          return;
+        }
         const started = Date.now();
         this.#unpack = unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id), this.#closing.signal);
         await this.#unpack;
-        this.#native.add(id);
-        log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, ms: Date.now() - started });
+        writeFileSync(join(this.layout.dir(id), NATIVE_SIZE_FILE), `${unpacked}\n`);
+        this.#native.set(id, unpacked);
+        log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, bytes: unpacked, ms: Date.now() - started });
       });
     })().catch((err: unknown) => {
       if (!this.#closing.signal.aborted) log.warn("native copy of layer failed; containers keep reading it through FUSE", { id, error: errorMessage(err) });
     });
+  }
+
+  /** The bytes a native copy made before this run holds, as recorded beside it (0 for copies made before augur recorded them). */
+  #recordedNativeBytes(id: number): number {
+    try {
+      const n = Number(readFileSync(join(this.layout.dir(id), NATIVE_SIZE_FILE), "utf8").trim());
+      return Number.isFinite(n) && n >= 0 ? n : 0;
+    } catch {
+      return 0;
+    }
   }
 
   #exists(scope: Scope, key: string): boolean {
@@ -306,7 +328,10 @@ export class OverlaySnapshotter implements Snapshotter {
       if (moved && existsSync(moved.to)) renameSync(moved.to, moved.from);
       throw err;
     }
-    if (removed) this.#onRemove?.(removed);
+    if (removed) {
+      this.#native.delete(removed.id);
+      this.#onRemove?.(removed);
+    }
     if (moved) await removeTree(moved.to);
   }
 

@@ -192,6 +192,28 @@ describe("lazy pulling through containerd", () => {
     expect(out.stdout).toBe(PROBE_OUT);
   });
 
+  it("a layer that unpacks to over 50 times its blob gets no native copy; containers keep reading it through FUSE", async () => {
+    const zeros = Buffer.alloc(100 << 20);
+    const image = await buildImage(join(dir, "zeros"), { layers: [busyboxLayer(), [{ type: "file", path: "zeros.bin", content: zeros }]], cmd: ["/bin/sh"] });
+    expect(image.layerSizes[1]).toBeLessThan(1 << 20);
+    const ref = `${registry.host}/lazy/zeros:1`;
+    pushImage(image, ref);
+    const pulled = await rpull(containerd, ref);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const out = await runProbe(containerd, ref, "zeros-1", "md5sum /zeros.bin");
+    expect(out.stdout).toBe(`${md5(zeros)}  /zeros.bin\n`);
+    const digest = image.layerDigests[1] as string;
+    await waitFor("the native copy to be refused", () => augur.proc.log().split("\n").some((l) => l.includes("layer not copied natively") && l.includes(digest)), 60_000);
+    const line = augur.proc.log().split("\n").find((l) => l.includes("layer not copied natively") && l.includes(digest)) ?? "";
+    expect(line).toContain(`unpacks to ${zeros.length} bytes from ${image.layerSizes[1]}, more than 50 times its blob`);
+    // new containers still get the layer through FUSE, not a copy
+    const mounts = JSON.parse(await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "prepare", "--mounts", "zeros-probe", chainTop(image)])) as { Options: string[] }[];
+    const lowers = (mounts[0]?.Options.find((o) => o.startsWith("lowerdir=")) ?? "").slice("lowerdir=".length).split(":");
+    expect(lowers[0]).toMatch(/\/fs$/);
+    await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "rm", "zeros-probe"]);
+    expect((await runProbe(containerd, ref, "zeros-2", "md5sum /zeros.bin")).stdout).toBe(`${md5(zeros)}  /zeros.bin\n`);
+  });
+
   describe("a second node with the index but no data", () => {
     let dirB: string;
     let augurB: Augur;

@@ -18,7 +18,7 @@ const file = (text: string): string => {
 describe("loadConfig", () => {
   it("defaults keep everything under the root", () => {
     expect(loadConfig({})).toEqual({
-      root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true, nativeCopy: true,
+      root: DEFAULT_ROOT, socket: DEFAULT_SOCKET, api: `${DEFAULT_ROOT}/api.sock`, lazy: true, nativeCopy: true, nativeCopySize: 20 * 1024 ** 3,
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
       trace: true, traceSize: 256 * 1024 ** 2, containerdAddress: "/run/containerd/containerd.sock",
       prefetch: true, predictor: "replay", prefetchBudget: 1024 ** 3, prefetchGranularity: 16,
@@ -35,7 +35,10 @@ describe("loadConfig", () => {
     const f = file('lazy = false\nhosts_dir = "/h"\ncache_dir = "/c"\ncache_size = "512MiB"\ndocker_config = "/d.json"\n');
     expect(loadConfig({}, f)).toMatchObject({ lazy: false, hostsDir: "/h", cacheDir: "/c", cacheSize: 512 * 1024 ** 2, dockerConfig: "/d.json" });
     expect(loadConfig({ cacheSize: "2G", lazy: true }, f)).toMatchObject({ lazy: true, cacheSize: 2 * 1024 ** 3 });
-    expect(loadConfig({ cacheSize: 4096 })).toMatchObject({ cacheSize: 4096 });
+    expect(loadConfig({ cacheSize: 4096 })).toMatchObject({ cacheSize: 4096, nativeCopySize: 4096 });
+    expect(loadConfig({ nativeCopySize: "1GiB" }, f)).toMatchObject({ cacheSize: 512 * 1024 ** 2, nativeCopySize: 1024 ** 3 });
+    expect(loadConfig({}, file('native_copy_size = "3MiB"\n'))).toMatchObject({ nativeCopySize: 3 * 1024 ** 2 });
+    expect(() => loadConfig({ nativeCopySize: "huge" })).toThrow(/native copy size "huge" is not a size/);
     expect(() => loadConfig({ cacheSize: "lots" })).toThrow(/cache size "lots" is not a size/);
     expect(() => loadConfig({}, file("cache_size = -1"))).toThrow(/cache_size .* is not a size/);
     expect(() => loadConfig({}, file('lazy = "yes"'))).toThrow(/lazy must be true or false/);
