@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
-import { removeScratch, run, scratchDir } from "../harness/processes.js";
+import { removeScratch, run, scratchDir, waitFor } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage, type LayerEntry } from "../../scripts/images/oci-image.js";
 import { RegistryClient } from "../../snapshotter/registry/registry-client.js";
 import { parseReference } from "../../snapshotter/registry/reference.js";
@@ -340,7 +340,8 @@ describe("hostile artifacts in the registry", () => {
       await rpull(node, c.ref);
       expect(await ctrRun(node, c.ref, `hostile-${i}`, c.sh), c.ref).toBe(c.out);
     }
-    await new Promise((r) => setTimeout(r, 1500)); // past the whole-layer checks
+    // the whole-layer checks run in the background: wait until each lie has been logged
+    await waitFor("every lie to be logged", () => cases.every((c) => count(node.log(), ...c.logged) >= 1), 30_000);
     const log = node.log();
     for (const c of cases) expect(count(log, ...c.logged), `${c.ref}: ${c.logged.join(" ")}`).toBe(1);
     // nothing was served from an index that lied: no layer is still read through one

@@ -65,17 +65,22 @@ async function snapshotState(sn: SnapshotsClient): Promise<unknown> {
 
 describe("crash safety", () => {
   it("SIGKILL at random instants during a busy workload never leaves half-made snapshots or orphans", async () => {
-    const delays = [15, 40, 80, 120, 200, 300, 450, 650];
+    // "any instant": 16 kills, each at a random moment of the workload's first 700 ms
+    const delays = Array.from({ length: 16 }, () => 5 + Math.floor(Math.random() * 700));
     for (const [round, delay] of delays.entries()) {
       const augur = await start(round);
       const sn = snapshotsClient(socket, "default");
       const stop = { now: false };
-      const running = workload(sn, round, stop).catch(() => undefined);
+      let killed = false;
+      // the workload may only fail because augur was killed under it
+      const running = workload(sn, round, stop).then(() => undefined, (err: unknown) => ({ err, killed }));
       await new Promise((r) => setTimeout(r, delay));
+      killed = true;
       augur.proc.child.kill("SIGKILL");
       await augur.proc.exited;
       stop.now = true;
-      await running;
+      const failed = await running;
+      if (failed && !failed.killed) throw new Error(`round ${round}: the workload failed before augur was killed: ${String(failed.err)}`);
       sn.close();
       await unmountBelow(join(dir, "mnt"));
     }

@@ -139,8 +139,16 @@ describe("lazy pulling through containerd", () => {
     expect(augur.proc.log()).toMatch(/layer mounted lazily .*format=first-contact/);
     const info = await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "info", chainTop(plain)]);
     expect(info).toContain("containerd.io/snapshot/remote/stargz.digest");
-    const usage = await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "usage", chainTop(plain)]);
-    expect(usage).toMatch(/\d/);
+    // the layer holding BIG: its usage, read from its index, is what it unpacks to
+    const second = chainTop({ ...plain, diffIds: plain.diffIds.slice(0, 2) });
+    const usage = await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "usage", second]);
+    const row = usage.split("\n").find((l) => l.startsWith(second));
+    const m = /\s([\d.]+)\s*(B|KiB|MiB|GiB)\s+(\d+)\s*$/.exec(row ?? "");
+    expect(m, usage).not.toBeNull();
+    const bytes = Number(m?.[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m?.[2] as "B"];
+    expect(bytes).toBeGreaterThanOrEqual(BIG.length * 0.99);
+    expect(bytes).toBeLessThan(BIG.length + (1 << 20));
+    expect(Number(m?.[3])).toBeGreaterThanOrEqual(8); // app, hello, gone, link, data, old1, big, random.bin
   });
 
   it("once a first-contact layer is completely cached, new containers get a native copy instead of FUSE", async () => {
