@@ -176,6 +176,8 @@ export class Daemon {
         },
         tracing: tracer?.stats() ?? null,
         indexRefinement: refiner?.status() ?? null,
+        // Range requests sent straight to where registries redirected a blob, and redirects followed
+        blobLocations: registry.locationCounts,
       })),
       ...prefetchRoutes(remote),
       ...manifestRoutes(),

@@ -46,6 +46,8 @@ export type ResponseBody = Dispatcher.ResponseData["body"];
 
 export interface HttpResponse {
   status: number;
+  /** The URL that answered: the request's, or where its redirects ended. */
+  url: string;
   headers: Dispatcher.ResponseData["headers"];
   /** Must be read to its end or destroyed: it holds a concurrency slot until then. */
   body: ResponseBody;
@@ -163,8 +165,11 @@ export class HttpTransport {
       throw new TransientStatus(res.statusCode, retryAfterMs(res.headers["retry-after"]));
     }
     const headers = res.headers;
+    // undici's redirect interceptor lists the URLs it went through, the answering one last
+    const history = (res.context as { history?: readonly URL[] } | undefined)?.history;
     return {
       status: res.statusCode,
+      url: history?.at(-1)?.toString() ?? req.url,
       headers,
       body: res.body,
       header: (name) => {

@@ -6,6 +6,7 @@ import { pipeline, type Readable } from "node:stream";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { Authorizer, pullScope, pushScope } from "./authorizer.js";
+import { BlobLocations } from "./blob-locations.js";
 import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } from "./blob-range.js";
 import { loadDockerCredentials, type CredentialStore } from "./credentials.js";
 import { DigestVerifier, sha256Digest, verifyDigest } from "./digest.js";
@@ -64,6 +65,7 @@ export class RegistryClient {
   readonly #endpoints = new Map<string, Promise<RegistryEndpoint[]>>();
   readonly #resumes: number;
   readonly #plainHttp: boolean;
+  readonly #locations = new BlobLocations();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#transport = new HttpTransport(options);
@@ -109,11 +111,20 @@ export class RegistryClient {
       if (range.length === 0) return Buffer.alloc(0);
     }
     const headers: Record<string, string> = range ? { range: rangeHeader(range.offset, range.length) } : {};
-    return this.#withEndpoints(reference, "pull", (endpoint) => {
+    return this.#withEndpoints(reference, "pull", async (endpoint) => {
       const what = blobWhat(endpoint, reference, digest, range);
-      return this.#request(endpoint, reference, `/${reference.repository}/blobs/${digest}`, { headers }, what, async (res) => {
+      const path = `/${reference.repository}/blobs/${digest}`;
+      const key = `${endpoint.url}${path}`;
+      if (range) {
+        const direct = await this.#fromLocation(key, endpoint, range, what);
+        if (direct) return direct;
+      }
+      return this.#request(endpoint, reference, path, { headers }, what, async (res) => {
         await expectStatus(res, range ? [200, 206] : [200], what);
-        if (range) return readRange(res, range, what);
+        if (range) {
+          this.#locations.remember(key, endpoint.url + path, res.url);
+          return readRange(res, range, what);
+        }
         const bytes = await readBody(res, Number.POSITIVE_INFINITY, what);
         verifyDigest(bytes, digest, what);
         return bytes;
@@ -261,6 +272,39 @@ export class RegistryClient {
         return { digest, bytes, contentType: res.header("content-type") };
       });
     });
+  }
+
+  /**
+   * `range` of a blob from where the registry last redirected its requests
+   * (blob-locations.ts), or undefined when there is no such place or it did
+   * not answer: the caller asks the registry. No credentials go there: they
+   * are the registry's, and a redirect drops them too.
+   */
+  async #fromLocation(key: string, endpoint: RegistryEndpoint, range: ByteRange, what: string): Promise<Buffer | undefined> {
+    const url = this.#locations.get(key);
+    if (!url) return undefined;
+    try {
+      const got = await this.#transport.send({ url, headers: { range: rangeHeader(range.offset, range.length) }, skipVerify: endpoint.skipVerify, what: `${what} (at its storage location)` }, async (res) => {
+        if (res.status !== 200 && res.status !== 206) {
+          await res.body.dump();
+          return undefined;
+        }
+        return readRange(res, range, what);
+      });
+      if (got) {
+        this.#locations.counts.direct++;
+        return got;
+      }
+    } catch (err) {
+      log.debug("blob's storage location failed; asking the registry", { what, error: errorMessage(err) });
+    }
+    this.#locations.forget(key);
+    return undefined;
+  }
+
+  /** Range requests sent straight to blobs' storage locations, and redirects followed (blob-locations.ts). */
+  get locationCounts(): { direct: number; redirected: number } {
+    return { ...this.#locations.counts };
   }
 
   /** Tries `fn` on each endpoint with `capability`, mirrors first; throws the last failure. */
