@@ -17,6 +17,8 @@ const run = promisify(execFile);
 
 /** Beside `native`: the bytes the copy holds, so the bound counts it after a restart. */
 export const NATIVE_SIZE_FILE = "native.size";
+/** Beside `native`: why unpacking failed; a layer that has it is not unpacked again, even after a restart. */
+export const NATIVE_FAILED_FILE = "native.failed";
 /** Unpacked bytes per compressed byte beyond which a layer is not copied (real layers: 2-10). */
 export const MAX_INFLATION = 50;
 /** Layers unpacking to less than this are copied whatever their ratio (a few small text files compress well). */

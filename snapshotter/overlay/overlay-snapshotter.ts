@@ -24,7 +24,7 @@ import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
 import { detachBelow } from "./mountinfo.js";
 import { mountsBelow } from "../util/mountinfo.js";
-import { NATIVE_SIZE_FILE, nativeCopyRefusal, unpackNativeCopy } from "./native-copy.js";
+import { NATIVE_FAILED_FILE, NATIVE_SIZE_FILE, nativeCopyRefusal, unpackNativeCopy } from "./native-copy.js";
 import pLimit from "p-limit";
 
 const log = logger("overlay");
@@ -232,7 +232,7 @@ export class OverlaySnapshotter implements Snapshotter {
   /** Once the layer's whole blob is cached, unpacks it beside the FUSE mount for new containers to use. */
   private scheduleNativeCopy(id: number): void {
     const remote = this.#remote;
-    if (!remote || !this.#nativeCopy || this.#native.has(id)) return;
+    if (!remote || !this.#nativeCopy || this.#native.has(id) || existsSync(join(this.layout.dir(id), NATIVE_FAILED_FILE))) return;
     const fs = this.layout.fs(id);
     void (async () => {
       const blob = await remote.completeBlob(fs);
@@ -254,7 +254,14 @@ export class OverlaySnapshotter implements Snapshotter {
         log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, bytes: unpacked, ms: Date.now() - started });
       });
     })().catch((err: unknown) => {
-      if (!this.#closing.signal.aborted) log.warn("native copy of layer failed; containers keep reading it through FUSE", { id, error: errorMessage(err) });
+      if (this.#closing.signal.aborted) return;
+      log.warn("native copy of layer failed; containers keep reading it through FUSE, and it is not tried again", { id, error: errorMessage(err) });
+      // remembered on disk, so a restart does not unpack a layer that cannot be unpacked again
+      try {
+        writeFileSync(join(this.layout.dir(id), NATIVE_FAILED_FILE), `${errorMessage(err)}\n`);
+      } catch {
+        // the snapshot went meanwhile
+      }
     });
   }
 

@@ -191,6 +191,21 @@ describe("lazy pulling through containerd", () => {
     expect(status.layers.filter((l) => l.format === "estargz")).toHaveLength(3);
   });
 
+  it("a layer GNU tar refuses to unpack stays on FUSE, and the failure is kept beside it", async () => {
+    // a member name with '..' in it: augur serves it inside the layer, GNU tar refuses it (exit 2)
+    const image = await buildImage(join(dir, "dotdot"), {
+      layers: [busyboxLayer(), [{ type: "dir", path: "app" }, { type: "file", path: "app/ok.txt", content: "ok\n" }, { type: "file", path: "app/../../escape.txt", content: "no\n" }]],
+      cmd: ["/bin/sh"],
+    });
+    const ref = `${registry.host}/lazy/dotdot:1`;
+    pushImage(image, ref);
+    const pulled = await rpull(containerd, ref);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect((await runProbe(containerd, ref, "dotdot-1", "cat /app/ok.txt")).stdout).toBe("ok\n");
+    await waitFor("the native copy to fail", () => /native copy of layer failed/.test(augur.proc.log()), 60_000);
+    expect(failedCopies()).toHaveLength(1);
+  });
+
   it("a restarted augur mounts its lazy layers again and containers still run", async () => {
     await augur.stop("SIGKILL");
     augur = await startAugur(dir, { root: join(dir, "r"), logName: "augur-restarted.log" });
@@ -220,6 +235,9 @@ describe("lazy pulling through containerd", () => {
     expect(lowers[0]).toMatch(/\/fs$/);
     await containerd.ctrOk(["snapshots", "--snapshotter", "augur", "rm", "zeros-probe"]);
     expect((await runProbe(containerd, ref, "zeros-2", "md5sum /zeros.bin")).stdout).toBe(`${md5(zeros)}  /zeros.bin\n`);
+    // the restarted augur has gone through its copies (the refusal above came after them): it did not try the failed one again
+    expect(augur.proc.log()).not.toMatch(/native copy of layer failed/);
+    expect(failedCopies()).toHaveLength(1);
   });
 
   describe("a second node with the index but no data", () => {
@@ -302,6 +320,12 @@ describe("lazy pulling through containerd", () => {
 });
 
 /** Chain ID of an image's top layer, as containerd names committed snapshots. */
+/** Snapshots whose native copy failed, by the marker augur keeps beside them. */
+function failedCopies(): string[] {
+  const snapshots = join(augur.root, "s");
+  return readdirSync(snapshots).filter((id) => existsSync(join(snapshots, id, "native.failed")));
+}
+
 function chainTop(image: BuiltImage): string {
   let chain = "";
   for (const diff of image.diffIds) chain = chain ? `sha256:${createHash("sha256").update(`${chain} ${diff}`).digest("hex")}` : diff;
