@@ -2,7 +2,7 @@
 // lists mirrors (tried first, in file order) and then the upstream `server`.
 // Without a file the host itself is used: HTTPS, or plain HTTP for localhost.
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
@@ -25,6 +25,8 @@ export interface RegistryEndpoint {
   capabilities: ReadonlySet<HostCapability>;
   /** Accept any TLS certificate (`skip_verify = true`). */
   skipVerify: boolean;
+  /** PEM files of CAs trusted for this endpoint besides the system's (`ca`), absolute paths. */
+  ca?: readonly string[];
   /** Extra request headers (`[host."…".header]`). */
   headers: Record<string, string>;
 }
@@ -46,7 +48,7 @@ export async function loadHosts(host: string, hostsDir = DEFAULT_HOSTS_DIR): Pro
       throw err;
     }
     log.debug("loading host configuration", { host, file: join(dir, "hosts.toml") });
-    return parseHostsToml(text, host, join(dir, "hosts.toml"));
+    return parseHostsToml(text, host, join(dir, "hosts.toml"), dir);
   }
   return [defaultEndpoint(host)];
 }
@@ -66,8 +68,8 @@ export function defaultEndpoint(host: string): RegistryEndpoint {
   return { host, url: `${local ? "http" : "https"}://${host}/v2`, capabilities, skipVerify: local, headers: {} };
 }
 
-/** Parses hosts.toml text for registry `host`; `file` names the source in errors. */
-export function parseHostsToml(text: string, host: string, file = "hosts.toml"): RegistryEndpoint[] {
+/** Parses hosts.toml text for registry `host`; `file` names the source in errors, `dir` is where relative `ca` paths start. */
+export function parseHostsToml(text: string, host: string, file = "hosts.toml", dir = "."): RegistryEndpoint[] {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text);
@@ -75,22 +77,23 @@ export function parseHostsToml(text: string, host: string, file = "hosts.toml"):
     throw new InvalidArgumentError(`${file}: invalid TOML: ${errorMessage(err)}`, { cause: err });
   }
   const mirrors = doc.host === undefined ? {} : asTable(doc.host, `${file}: host`);
-  const endpoints = Object.entries(mirrors).map(([server, table]) => parseHostTable(server, asTable(table, `${file}: host."${server}"`), `${file}: host."${server}"`));
+  const endpoints = Object.entries(mirrors).map(([server, table]) => parseHostTable(server, asTable(table, `${file}: host."${server}"`), `${file}: host."${server}"`, dir));
   const server = doc.server === undefined ? undefined : asString(doc.server, `${file}: server`);
-  if (server !== undefined) endpoints.push(parseHostTable(server, doc, `${file}: server`));
-  else endpoints.push({ ...defaultEndpoint(host), ...topLevelOverrides(doc, file) });
+  if (server !== undefined) endpoints.push(parseHostTable(server, doc, `${file}: server`, dir));
+  else endpoints.push({ ...defaultEndpoint(host), ...topLevelOverrides(doc, file, dir) });
   return endpoints;
 }
 
-function topLevelOverrides(doc: Record<string, unknown>, file: string): Partial<RegistryEndpoint> {
+function topLevelOverrides(doc: Record<string, unknown>, file: string, dir: string): Partial<RegistryEndpoint> {
   const overrides: Partial<RegistryEndpoint> = {};
+  if (doc.ca !== undefined) overrides.ca = parseCa(doc.ca, `${file}: ca`, dir);
   if (doc.capabilities !== undefined) overrides.capabilities = parseCapabilities(doc.capabilities, file);
   if (doc.skip_verify !== undefined) overrides.skipVerify = asBoolean(doc.skip_verify, `${file}: skip_verify`);
   if (doc.header !== undefined) overrides.headers = parseHeaders(doc.header, file);
   return overrides;
 }
 
-function parseHostTable(server: string, table: Record<string, unknown>, where: string): RegistryEndpoint {
+function parseHostTable(server: string, table: Record<string, unknown>, where: string, dir: string): RegistryEndpoint {
   const plainHttp = table.plain_http === undefined ? false : asBoolean(table.plain_http, `${where}: plain_http`);
   const withScheme = /^https?:\/\//.test(server) ? server : `${plainHttp ? "http" : "https"}://${server}`;
   let url: URL;
@@ -102,16 +105,24 @@ function parseHostTable(server: string, table: Record<string, unknown>, where: s
   const overridePath = table.override_path === undefined ? false : asBoolean(table.override_path, `${where}: override_path`);
   let path = url.pathname.replace(/\/+$/, "");
   if (!overridePath && !path.endsWith("/v2")) path += "/v2";
-  if (table.ca !== undefined || table.client !== undefined) {
-    log.info("ignoring TLS ca/client settings from hosts.toml; the system trust store is used", { where });
-  }
+  if (table.client !== undefined) log.info("ignoring TLS client certificate settings from hosts.toml", { where });
   return {
     host: url.host,
     url: `${url.protocol}//${url.host}${path}`,
     capabilities: table.capabilities === undefined ? new Set(ALL_CAPABILITIES) : parseCapabilities(table.capabilities, where),
     skipVerify: table.skip_verify === undefined ? false : asBoolean(table.skip_verify, `${where}: skip_verify`),
     headers: table.header === undefined ? {} : parseHeaders(table.header, where),
+    ...(table.ca === undefined ? {} : { ca: parseCa(table.ca, `${where}: ca`, dir) }),
   };
+}
+
+/** `ca = "file"` or `ca = ["a", "b"]`: paths relative to the hosts.toml's directory, as containerd reads them. */
+function parseCa(value: unknown, where: string, dir: string): string[] {
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((v) => {
+    const path = asString(v, where);
+    return isAbsolute(path) ? path : resolve(dir, path);
+  });
 }
 
 function parseCapabilities(value: unknown, where: string): Set<HostCapability> {

@@ -2,7 +2,9 @@
 // `skip_verify` hosts) that follow redirects, a per-request timeout, at most
 // `concurrency` requests in flight, and bounded retries with exponential
 // backoff on connection failures, timeouts, 429 and 5xx.
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { rootCertificates } from "node:tls";
 import { finished } from "node:stream";
 import pLimit, { type LimitFunction } from "p-limit";
 import { Agent, interceptors, request, type Dispatcher } from "undici";
@@ -38,6 +40,8 @@ export interface HttpRequest {
   body?: string | Buffer;
   /** Accept any TLS certificate for this request. */
   skipVerify?: boolean;
+  /** PEM files of CAs to trust for this request besides the system's (hosts.toml `ca`). */
+  ca?: readonly string[];
   /** Names the host and object in errors, e.g. `blob sha256:… at 127.0.0.1:5000/demo`. */
   what: string;
 }
@@ -88,6 +92,8 @@ export class HttpTransport {
   readonly #verifying: Dispatcher;
   readonly #insecure: Dispatcher;
   readonly #agents: Agent[] = [];
+  readonly #chain: Dispatcher.DispatcherComposeInterceptor[];
+  readonly #withCa = new Map<string, Dispatcher>();
 
   constructor(options: TransportOptions = {}) {
     this.#limit = pLimit(options.concurrency ?? 8);
@@ -99,14 +105,36 @@ export class HttpTransport {
     const redirect = interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 });
     const rate = options.bodyRate === undefined ? DEFAULT_BODY_RATE : options.bodyRate;
     // the guard outermost: it watches the response a redirect ends at, named by the registry's URL
-    const chain = rate ? [redirect, slowBodyGuard(rate)] : [redirect];
-    const agent = (rejectUnauthorized: boolean): Dispatcher => {
-      const a = new Agent({ connect: { timeout: this.#timeoutMs, rejectUnauthorized } });
-      this.#agents.push(a);
-      return a.compose(chain);
-    };
-    this.#verifying = agent(true);
-    this.#insecure = agent(false);
+    this.#chain = rate ? [redirect, slowBodyGuard(rate)] : [redirect];
+    this.#verifying = this.#agent({ rejectUnauthorized: true });
+    this.#insecure = this.#agent({ rejectUnauthorized: false });
+  }
+
+  #agent(tls: { rejectUnauthorized: boolean; ca?: string[] }): Dispatcher {
+    const a = new Agent({ connect: { timeout: this.#timeoutMs, ...tls } });
+    this.#agents.push(a);
+    return a.compose(this.#chain);
+  }
+
+  /** The agent for `req`: insecure, the system's trust store, or that plus the request's own CAs (one agent per set). */
+  #dispatcherFor(req: HttpRequest): Dispatcher {
+    if (req.skipVerify) return this.#insecure;
+    if (!req.ca?.length) return this.#verifying;
+    const key = req.ca.join("\n");
+    let d = this.#withCa.get(key);
+    if (!d) {
+      const pems = req.ca.map((file) => {
+        try {
+          return readFileSync(file, "utf8");
+        } catch (err) {
+          throw new FailedPreconditionError(`${req.what}: cannot read CA file ${file} (hosts.toml ca): ${errorMessage(err)}`, { cause: err });
+        }
+      });
+      // as containerd does: the system's roots, and these besides
+      d = this.#agent({ rejectUnauthorized: true, ca: [...rootCertificates, ...pems] });
+      this.#withCa.set(key, d);
+    }
+    return d;
   }
 
   /**
@@ -151,7 +179,7 @@ export class HttpTransport {
         method: req.method ?? "GET",
         headers: { "user-agent": this.#userAgent, ...req.headers },
         body: req.body,
-        dispatcher: req.skipVerify ? this.#insecure : this.#verifying,
+        dispatcher: this.#dispatcherFor(req),
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
       });

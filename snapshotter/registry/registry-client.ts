@@ -284,7 +284,7 @@ export class RegistryClient {
     const url = this.#locations.get(key);
     if (!url) return undefined;
     try {
-      const got = await this.#transport.send({ url, headers: { range: rangeHeader(range.offset, range.length) }, skipVerify: endpoint.skipVerify, what: `${what} (at its storage location)` }, async (res) => {
+      const got = await this.#transport.send({ url, headers: { range: rangeHeader(range.offset, range.length) }, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), what: `${what} (at its storage location)` }, async (res) => {
         if (res.status !== 200 && res.status !== 206) {
           await res.body.dump();
           return undefined;
@@ -351,7 +351,7 @@ export class RegistryClient {
       let challenges: Challenge[] = [];
       const headers = { ...endpoint.headers, ...init.headers, ...(authorization ? { authorization } : {}) };
       const url = init.url ?? endpoint.url + path;
-      const request = { url, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, what, ...(init.body !== undefined ? { body: init.body } : {}) };
+      const request = { url, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), what, ...(init.body !== undefined ? { body: init.body } : {}) };
       const result = await this.#transport.send(request, async (res) => {
         if (res.status !== 401) return { value: await consume(res) };
         challenges = parseWwwAuthenticate(res.headers["www-authenticate"]);

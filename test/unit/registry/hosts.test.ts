@@ -93,9 +93,13 @@ describe("hosts.toml", () => {
     expect((await loadHosts("reg.example", dir)).map(view)).toEqual([{ url: "https://reg.example/v2", host: "reg.example", capabilities: ["pull"], skipVerify: true }]);
   });
 
-  it("ignores ca settings and still yields the host", async () => {
-    write("reg.example", '[host."https://m.example"]\n  ca = "/etc/certs/m.pem"\n');
-    expect((await loadHosts("reg.example", dir)).map((e) => e.url)).toEqual(["https://m.example/v2", "https://reg.example/v2"]);
+  it("reads ca files, absolute or relative to the host's directory, for mirrors and the server", async () => {
+    write("reg.example", '[host."https://m.example"]\n  ca = "/etc/certs/m.pem"\n[host."https://n.example"]\n  ca = ["a.pem", "sub/b.pem"]\n');
+    const endpoints = await loadHosts("reg.example", dir);
+    expect(endpoints.map((e) => e.url)).toEqual(["https://m.example/v2", "https://n.example/v2", "https://reg.example/v2"]);
+    expect(endpoints.map((e) => e.ca)).toEqual([["/etc/certs/m.pem"], [join(dir, "reg.example", "a.pem"), join(dir, "reg.example", "sub", "b.pem")], undefined]);
+    write("top.example", 'ca = "ca.pem"\n');
+    expect((await loadHosts("top.example", dir))[0]?.ca).toEqual([join(dir, "top.example", "ca.pem")]);
   });
 
   it.each([
