@@ -22,8 +22,15 @@ export interface Registry {
   restart(): Promise<void>;
 }
 
+/** TLS and token authentication, as a registry people pull from has them. */
+export interface RegistrySecurity {
+  tls: { certificate: string; key: string };
+  token: { realm: string; service: string; issuer: string; rootcertbundle: string };
+}
+
 /** docker-registry's YAML: access log on (tests read fetched bytes from it), filesystem storage. */
-export function registryConfig(opts: { storage: string; addr: string; readOnly?: boolean }): string {
+export function registryConfig(opts: { storage: string; addr: string; readOnly?: boolean; security?: RegistrySecurity }): string {
+  const sec = opts.security;
   return [
     "version: 0.1",
     "log:",
@@ -38,6 +45,10 @@ export function registryConfig(opts: { storage: string; addr: string; readOnly?:
       : ["  delete:", "    enabled: true"]),
     "http:",
     `  addr: ${opts.addr}`,
+    ...(sec
+      ? ["  tls:", `    certificate: ${sec.tls.certificate}`, `    key: ${sec.tls.key}`, "auth:", "  token:",
+        ...Object.entries(sec.token).map(([k, v]) => `    ${k}: ${v}`)]
+      : []),
     "",
   ].join("\n");
 }

@@ -17,6 +17,7 @@ import { createGzip } from "node:zlib";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
+import { estargzFooter, ustarHeader } from "../harness/hostile-blobs.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, layerTar, pushImage, putBlob, writeImageLayout, type BuiltImage } from "../../scripts/images/oci-image.js";
 import { gzipSync } from "node:zlib";
@@ -52,33 +53,7 @@ async function gzipWithZeros(head: Buffer, zeros: number): Promise<{ blob: Buffe
   return { blob: Buffer.concat(out), diffId: `sha256:${hash.digest("hex")}` };
 }
 
-/** The 51-byte eStargz footer naming `tocOffset`. */
-function estargzFooter(tocOffset: number): Buffer {
-  return Buffer.concat([
-    Buffer.from([0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 26, 0, 0x53, 0x47, 22, 0]),
-    Buffer.from(tocOffset.toString(16).padStart(16, "0") + "STARGZ", "latin1"),
-    Buffer.from([1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]),
-  ]);
-}
 
-/** A ustar header block. */
-function tarHeader(name: string, flag: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, "utf8");
-  h.write("0000644\0", 100, "latin1");
-  h.write("0000000\0", 108, "latin1");
-  h.write("0000000\0", 116, "latin1");
-  h.write(`${size.toString(8).padStart(11, "0")}\0`, 124, "latin1");
-  h.write("00000000000\0", 136, "latin1");
-  h.write(flag, 156, "latin1");
-  h.write("ustar\0", 257, "latin1");
-  h.write("00", 263, "latin1");
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
-  return h;
-}
 
 /** An image of busybox and `top` (a layer blob with its diff ID and annotations). */
 async function imageWith(name: string, top: { blob: Buffer; diffId: string; annotations?: Record<string, string> }): Promise<BuiltImage & { ref: string }> {
@@ -160,7 +135,7 @@ describe("hostile layers through containerd", () => {
   }, 300_000);
 
   it("a PAX header claiming 512 MiB fails its layer at that header, with one line naming it", async () => {
-    const bomb = await gzipWithZeros(tarHeader("././@PaxHeader", "x", BOMB_BYTES), BOMB_BYTES + 1024);
+    const bomb = await gzipWithZeros(ustarHeader("././@PaxHeader", "x", BOMB_BYTES), BOMB_BYTES + 1024);
     expect(bomb.blob.length).toBeLessThan(2 * MiB);
     const image = await imageWith("pax-bomb", bomb);
     const { slowestMs, result } = await whileProbing(async () => {

@@ -15,6 +15,7 @@ import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { canConnect, freePort, removeScratch, run, scratchDir, startProcess, waitFor, type Proc } from "../harness/processes.js";
 import { buildImage, busyboxLayer } from "../../scripts/images/oci-image.js";
+import { registryConfig } from "../../scripts/lib/registry.js";
 
 const USER = "augur-test";
 const PASSWORD = randomBytes(9).toString("base64url");
@@ -83,28 +84,14 @@ beforeAll(async () => {
   const port = await freePort();
   registryHost = `127.0.0.1:${port}`;
   mkdirSync(join(dir, "registry-data"));
-  writeFileSync(join(dir, "registry.yml"), [
-    "version: 0.1",
-    "log:",
-    "  level: info",
-    "  accesslog:",
-    "    disabled: false",
-    "storage:",
-    "  filesystem:",
-    `    rootdirectory: ${join(dir, "registry-data")}`,
-    "http:",
-    `  addr: ${registryHost}`,
-    "  tls:",
-    `    certificate: ${join(dir, "tls.crt")}`,
-    `    key: ${join(dir, "tls.key")}`,
-    "auth:",
-    "  token:",
-    `    realm: http://127.0.0.1:${tokenPort}/token`,
-    `    service: ${SERVICE}`,
-    `    issuer: ${ISSUER}`,
-    `    rootcertbundle: ${join(dir, "token.crt")}`,
-    "",
-  ].join("\n"));
+  writeFileSync(join(dir, "registry.yml"), registryConfig({
+    storage: join(dir, "registry-data"),
+    addr: registryHost,
+    security: {
+      tls: { certificate: join(dir, "tls.crt"), key: join(dir, "tls.key") },
+      token: { realm: `http://127.0.0.1:${tokenPort}/token`, service: SERVICE, issuer: ISSUER, rootcertbundle: join(dir, "token.crt") },
+    },
+  }));
   registryProc = startProcess("docker-registry", ["serve", join(dir, "registry.yml")], join(dir, "registry.log"));
   await waitFor("the TLS registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, registryProc);
 

@@ -8,21 +8,14 @@ import { EStargzLayerIndex } from "../../../snapshotter/layer/estargz.js";
 import { loadToc, MAX_TOC_BYTES, parseFooter } from "../../../snapshotter/layer/estargz-toc.js";
 import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
 import { countingSource, sha256 } from "./helpers.js";
+import { estargzFooter } from "../../harness/hostile-blobs.js";
 
-/** The 51-byte eStargz footer naming `tocOffset`. */
-function footer(tocOffset: number): Buffer {
-  return Buffer.concat([
-    Buffer.from([0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 26, 0, 0x53, 0x47, 22, 0]),
-    Buffer.from(tocOffset.toString(16).padStart(16, "0") + "STARGZ", "latin1"),
-    Buffer.from([1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]),
-  ]);
-}
 
 describe("eStargz TOC limits", () => {
   it("a TOC member that inflates past the limit is refused, and the event loop keeps turning meanwhile", async () => {
     const bomb = gzipSync(Buffer.alloc(MAX_TOC_BYTES + (8 << 20)), { level: 9 });
     expect(bomb.length).toBeLessThan(1 << 20);
-    const blob = Buffer.concat([bomb, footer(0)]);
+    const blob = Buffer.concat([bomb, estargzFooter(0)]);
     expect(parseFooter(blob.subarray(blob.length - 51)).tocOffset).toBe(0);
     let turns = 0;
     const ticker = setInterval(() => turns++, 1);
@@ -39,7 +32,7 @@ describe("eStargz TOC limits", () => {
 
   it("a footer pointing further back than the limit is refused before the TOC is fetched", async () => {
     const size = MAX_TOC_BYTES + 1024 + 51;
-    const tail = footer(0);
+    const tail = estargzFooter(0);
     const calls: { offset: number; length: number }[] = [];
     const source = {
       size,
@@ -60,7 +53,7 @@ describe("eStargz chunk limits", () => {
     const member = gzipSync(Buffer.alloc(100 << 20), { level: 9 });
     const toc = { version: 1, entries: [{ name: "big", type: "reg", size: 10, offset: 0, chunkDigest: `sha256:${"0".repeat(64)}` }] };
     const tocMember = gzipSync(await layerTar([{ type: "file", path: "stargz.index.json", content: Buffer.from(JSON.stringify(toc)) }]));
-    const blob = Buffer.concat([member, tocMember, footer(member.length)]);
+    const blob = Buffer.concat([member, tocMember, estargzFooter(member.length)]);
     const layer = await EStargzLayerIndex.open(countingSource(blob), { digest: sha256(blob) });
     await expect(layer.readFile("big", 0, 10)).rejects.toThrow(`chunk at 0 inflates to more than ${64 << 20} bytes`);
   });

@@ -3,25 +3,8 @@
 // byte of them is held: a header claiming gigabytes fails at once.
 import { describe, expect, it } from "vitest";
 import { MAX_SPECIAL_BYTES, TarScanner } from "../../../snapshotter/layer/tar-scanner.js";
+import { ustarHeader } from "../../harness/hostile-blobs.js";
 
-/** One ustar header block. */
-function header(name: string, flag: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, "utf8");
-  h.write("0000644\0", 100, "latin1");
-  h.write("0000000\0", 108, "latin1");
-  h.write("0000000\0", 116, "latin1");
-  h.write(`${size.toString(8).padStart(11, "0")}\0`, 124, "latin1");
-  h.write("00000000000\0", 136, "latin1");
-  h.write(flag, 156, "latin1");
-  h.write("ustar\0", 257, "latin1");
-  h.write("00", 263, "latin1");
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
-  return h;
-}
 
 const padded = (b: Buffer): Buffer => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
 
@@ -37,7 +20,7 @@ describe("tar special headers are capped", () => {
   for (const [flag, what] of [["x", "pax"], ["g", "global"], ["L", "longname"], ["K", "longlink"]] as const) {
     it(`a ${what} header claiming 1.5 GB fails at its header block, holding nothing`, () => {
       const scanner = new TarScanner();
-      expect(() => scanner.push(header("././@x", flag, 1_500_000_000))).toThrow(`tar: ${what} header at offset 0 claims 1500000000 bytes, more than the ${MAX_SPECIAL_BYTES} allowed`);
+      expect(() => scanner.push(ustarHeader("././@x", flag, 1_500_000_000))).toThrow(`tar: ${what} header at offset 0 claims 1500000000 bytes, more than the ${MAX_SPECIAL_BYTES} allowed`);
     });
   }
 
@@ -46,7 +29,7 @@ describe("tar special headers are capped", () => {
     const rec = pax("path", path);
     expect(rec.length).toBeLessThanOrEqual(MAX_SPECIAL_BYTES);
     const scanner = new TarScanner();
-    const out = scanner.push(Buffer.concat([header("pax", "x", rec.length), padded(rec), header("short", "0", 3), padded(Buffer.from("abc"))]));
+    const out = scanner.push(Buffer.concat([ustarHeader("pax", "x", rec.length), padded(rec), ustarHeader("short", "0", 3), padded(Buffer.from("abc"))]));
     expect(out.map((r) => r.path)).toEqual([path]);
     expect(out[0]?.size).toBe(3);
   });
@@ -55,8 +38,8 @@ describe("tar special headers are capped", () => {
     const big = pax("comment", "c".repeat(600_000));
     const scanner = new TarScanner();
     // the same key again replaces it
-    scanner.push(Buffer.concat([header("g1", "g", big.length), padded(big), header("g2", "g", big.length), padded(big)]));
+    scanner.push(Buffer.concat([ustarHeader("g1", "g", big.length), padded(big), ustarHeader("g2", "g", big.length), padded(big)]));
     const other = pax("other", "o".repeat(600_000));
-    expect(() => scanner.push(Buffer.concat([header("g3", "g", other.length), padded(other)]))).toThrow(/global PAX records before offset \d+ hold more than 1048576 bytes/);
+    expect(() => scanner.push(Buffer.concat([ustarHeader("g3", "g", other.length), padded(other)]))).toThrow(/global PAX records before offset \d+ hold more than 1048576 bytes/);
   });
 });
