@@ -1,19 +1,26 @@
 // Conversions between containerd's wire messages and augur's snapshot types.
 import type { Info, Kind, Mount } from "../snapshots/snapshotter.js";
 import { InvalidArgumentError } from "../errdefs/errors.js";
+import type { UnixNanos } from "../util/wall-clock.js";
 import type { PbInfo, PbKind, PbMount, PbTimestamp } from "./messages.js";
 
 const TO_PB_KIND: Record<Kind, PbKind> = { view: "VIEW", active: "ACTIVE", committed: "COMMITTED" };
 const FROM_PB_KIND: Record<PbKind, Kind | undefined> = { UNKNOWN: undefined, VIEW: "view", ACTIVE: "active", COMMITTED: "committed" };
 
-export function toTimestamp(d: Date): PbTimestamp {
-  const ms = d.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+const NS_PER_S = 1_000_000_000n;
+
+export function toTimestamp(ns: UnixNanos): PbTimestamp {
+  let seconds = ns / NS_PER_S;
+  let nanos = ns % NS_PER_S;
+  if (nanos < 0n) {
+    seconds -= 1n;
+    nanos += NS_PER_S;
+  }
+  return { seconds: Number(seconds), nanos: Number(nanos) };
 }
 
-export function fromTimestamp(t: PbTimestamp | null): Date {
-  return t ? new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)) : new Date(0);
+export function fromTimestamp(t: PbTimestamp | null): UnixNanos {
+  return t ? BigInt(t.seconds) * NS_PER_S + BigInt(t.nanos) : 0n;
 }
 
 export function fromInfo(info: Info): PbInfo {

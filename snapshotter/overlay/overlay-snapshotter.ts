@@ -24,6 +24,7 @@ import { parseSpec, type RemoteLayerSpec } from "../remote/remote-layer.js";
 import { layerSourceFromLabels, TARGET_SNAPSHOT_LABEL } from "../source/labels.js";
 import { detachBelow } from "./mountinfo.js";
 import { mountsBelow } from "../util/mountinfo.js";
+import { nowNanos } from "../util/wall-clock.js";
 import { NATIVE_FAILED_FILE, NATIVE_SIZE_FILE, nativeCopyRefusal, unpackNativeCopy } from "./native-copy.js";
 import pLimit from "p-limit";
 
@@ -151,7 +152,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async update(scope: Scope, info: Info, fieldPaths: string[]): Promise<Info> {
-    return this.#store.write(() => this.#table.update(scope, info, fieldPaths, Date.now())).info;
+    return this.#store.write(() => this.#table.update(scope, info, fieldPaths, nowNanos())).info;
   }
 
   async usage(scope: Scope, key: string): Promise<Usage> {
@@ -218,7 +219,7 @@ export class OverlaySnapshotter implements Snapshotter {
       rmSync(this.layout.work(rec.id), { recursive: true, force: true });
       await this.#remote.mount(fs, spec);
       const usage = this.#remote.usage(fs) ?? { size: 0, inodes: 0 };
-      this.#store.write(() => this.#table.commit(scope, target, key, labels, usage, Date.now()));
+      this.#store.write(() => this.#table.commit(scope, target, key, labels, usage, nowNanos()));
       this.scheduleNativeCopy(rec.id);
       return true;
     } catch (err) {
@@ -311,7 +312,7 @@ export class OverlaySnapshotter implements Snapshotter {
       throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is a ${rec.info.kind} snapshot, only active snapshots can be committed`);
     }
     const usage = await diskUsage(this.layout.fs(rec.id));
-    this.#store.write(() => this.#table.commit(scope, name, key, labels, usage, Date.now()));
+    this.#store.write(() => this.#table.commit(scope, name, key, labels, usage, nowNanos()));
   }
 
   async remove(scope: Scope, key: string): Promise<void> {
@@ -378,7 +379,7 @@ export class OverlaySnapshotter implements Snapshotter {
       chmodSync(fs, 0o755);
       if (kind === "active") mkdirSync(join(tmp, "work"), { mode: 0o711 });
       return this.#store.write(() => {
-        const rec = this.#table.create(scope, kind, key, parent, labels, Date.now());
+        const rec = this.#table.create(scope, kind, key, parent, labels, nowNanos());
         // The new upper directory is the container's root: give it the owner of the layer below.
         if (owner) chownSync(fs, owner.uid, owner.gid);
         renameSync(tmp, this.layout.dir(rec.id));

@@ -7,6 +7,8 @@
 // Keys and names share one space per namespace: committing key K as name N
 // removes K and creates N.
 
+import type { UnixNanos } from "../util/wall-clock.js";
+
 export type Kind = "view" | "active" | "committed";
 
 export type Labels = Record<string, string>;
@@ -15,8 +17,9 @@ export interface Info {
   name: string;
   parent: string;
   kind: Kind;
-  created: Date;
-  updated: Date;
+  /** Nanoseconds since the Unix epoch, as containerd's time.Time (not truncated to milliseconds). */
+  created: UnixNanos;
+  updated: UnixNanos;
   labels: Labels;
 }
 

@@ -25,6 +25,16 @@ const MIGRATIONS: string[] = [
      UNIQUE (namespace, key)
    );
    CREATE INDEX snapshots_parent ON snapshots(parent_id);`,
+  // v2: times in nanoseconds since the epoch (containerd keeps Go's time.Time,
+  // and its suite compares them to nanosecond clock readings). INTEGER columns,
+  // since a REAL cannot hold today's nanosecond count exactly; v1's millisecond
+  // values carry over multiplied.
+  `ALTER TABLE snapshots ADD COLUMN created_ns INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE snapshots ADD COLUMN updated_ns INTEGER NOT NULL DEFAULT 0;
+   UPDATE snapshots SET created_ns = CAST(round(created_ms) AS INTEGER) * 1000000,
+                        updated_ns = CAST(round(updated_ms) AS INTEGER) * 1000000;
+   ALTER TABLE snapshots DROP COLUMN created_ms;
+   ALTER TABLE snapshots DROP COLUMN updated_ms;`,
 ];
 
 export class MetaStore {

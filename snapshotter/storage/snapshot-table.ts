@@ -4,6 +4,7 @@
 // one transaction. Statements are prepared once.
 import type { Statement } from "better-sqlite3";
 import type { Db } from "./metastore.js";
+import type { UnixNanos } from "../util/wall-clock.js";
 import type { Info, Kind, Labels, Scope, Usage } from "../snapshots/snapshotter.js";
 import {
   AlreadyExistsError,
@@ -29,8 +30,9 @@ interface Row {
   kind: Kind;
   parent_id: number | null;
   parent_key: string | null;
-  created_ms: number;
-  updated_ms: number;
+  /** Decimal nanoseconds: read as text, since the count is past JavaScript's exact integers. */
+  created_ns: string;
+  updated_ns: string;
   labels: string;
   size: number;
   inodes: number;
@@ -39,7 +41,9 @@ interface Row {
 /** Namespace new snapshots go to when a caller names none. */
 export const DEFAULT_NAMESPACE = "default";
 
-const SELECT = `SELECT s.*, p.key AS parent_key FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
+const SELECT = `SELECT s.id, s.namespace, s.key, s.kind, s.parent_id, CAST(s.created_ns AS TEXT) AS created_ns,
+  CAST(s.updated_ns AS TEXT) AS updated_ns, s.labels, s.size, s.inodes, p.key AS parent_key
+  FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
 
 export class SnapshotTable {
   readonly #byKey: Statement<[string, string], Row>;
@@ -47,9 +51,9 @@ export class SnapshotTable {
   readonly #byId: Statement<[number], Row>;
   readonly #all: Statement<[], Row>;
   readonly #inNs: Statement<[string], Row>;
-  readonly #insert: Statement<[string, string, Kind, number | null, number, number, string]>;
-  readonly #commit: Statement<[string, number, number, string, number, number, number]>;
-  readonly #setLabels: Statement<[string, number, number]>;
+  readonly #insert: Statement<[string, string, Kind, number | null, bigint, bigint, string]>;
+  readonly #commit: Statement<[string, bigint, bigint, string, number, number, number]>;
+  readonly #setLabels: Statement<[string, bigint, number]>;
   readonly #delete: Statement<[number]>;
   readonly #children: Statement<[number], { n: number }>;
   readonly #ids: Statement<[], { id: number }>;
@@ -61,12 +65,12 @@ export class SnapshotTable {
     this.#all = db.prepare(`${SELECT} ORDER BY s.namespace, s.key`);
     this.#inNs = db.prepare(`${SELECT} WHERE s.namespace = ? ORDER BY s.key`);
     this.#insert = db.prepare(
-      `INSERT INTO snapshots (namespace, key, kind, parent_id, created_ms, updated_ms, labels) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO snapshots (namespace, key, kind, parent_id, created_ns, updated_ns, labels) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#commit = db.prepare(
-      `UPDATE snapshots SET key = ?, kind = 'committed', created_ms = ?, updated_ms = ?, labels = ?, size = ?, inodes = ? WHERE id = ?`,
+      `UPDATE snapshots SET key = ?, kind = 'committed', created_ns = ?, updated_ns = ?, labels = ?, size = ?, inodes = ? WHERE id = ?`,
     );
-    this.#setLabels = db.prepare(`UPDATE snapshots SET labels = ?, updated_ms = ? WHERE id = ?`);
+    this.#setLabels = db.prepare(`UPDATE snapshots SET labels = ?, updated_ns = ? WHERE id = ?`);
     this.#delete = db.prepare(`DELETE FROM snapshots WHERE id = ?`);
     this.#children = db.prepare(`SELECT count(*) AS n FROM snapshots WHERE parent_id = ?`);
     this.#ids = db.prepare(`SELECT id FROM snapshots`);
@@ -77,7 +81,7 @@ export class SnapshotTable {
   }
 
   /** Adds an active snapshot or view on top of committed `parent` ("" for none). */
-  create(scope: Scope, kind: "active" | "view", key: string, parent: string, labels: Labels, now: number): SnapshotRecord {
+  create(scope: Scope, kind: "active" | "view", key: string, parent: string, labels: Labels, now: UnixNanos): SnapshotRecord {
     if (key === "") throw new InvalidArgumentError("snapshot key must not be empty");
     const namespace = scope.namespace ?? DEFAULT_NAMESPACE;
     let parentId: number | null = null;
@@ -95,7 +99,7 @@ export class SnapshotTable {
   }
 
   /** Turns active `key` into committed `name`, keeping its directory. A committed snapshot is new: created = updated = now, as in containerd. */
-  commit(scope: Scope, name: string, key: string, labels: Labels, usage: Usage, now: number): SnapshotRecord {
+  commit(scope: Scope, name: string, key: string, labels: Labels, usage: Usage, now: UnixNanos): SnapshotRecord {
     if (name === "") throw new InvalidArgumentError("committed snapshot name must not be empty");
     const row = this.row(scope, key);
     if (row.kind !== "active") {
@@ -121,7 +125,7 @@ export class SnapshotTable {
    * replaces all; `labels.<k>` sets or (when absent from info) deletes one label.
    * Name, parent, kind and timestamps cannot be changed.
    */
-  update(scope: Scope, info: Info, fieldPaths: string[], now: number): SnapshotRecord {
+  update(scope: Scope, info: Info, fieldPaths: string[], now: UnixNanos): SnapshotRecord {
     const row = this.row(scope, info.name);
     let labels: Labels = JSON.parse(row.labels) as Labels;
     if (fieldPaths.length === 0) {
@@ -198,8 +202,8 @@ export class SnapshotTable {
         name: row.key,
         parent: row.parent_key ?? "",
         kind: row.kind,
-        created: new Date(row.created_ms),
-        updated: new Date(row.updated_ms),
+        created: BigInt(row.created_ns),
+        updated: BigInt(row.updated_ns),
         labels: JSON.parse(row.labels) as Labels,
       },
     };

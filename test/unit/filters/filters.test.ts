@@ -5,7 +5,7 @@ import type { Info } from "../../../snapshotter/snapshots/snapshotter.js";
 import { isInvalidArgument } from "../../../snapshotter/errdefs/errors.js";
 
 const info = (name: string, kind: Info["kind"], parent = "", labels: Record<string, string> = {}): Info => ({
-  name, kind, parent, labels, created: new Date(0), updated: new Date(0),
+  name, kind, parent, labels, created: 0n, updated: 0n,
 });
 
 describe("parseSelectors", () => {

@@ -5,14 +5,16 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import { status } from "@grpc/grpc-js";
 
 describe("wire conversions", () => {
-  it("round-trips timestamps at millisecond precision", () => {
-    const d = new Date("2026-11-24T01:02:03.456Z");
-    expect(toTimestamp(d)).toEqual({ seconds: 1795482123, nanos: 456_000_000 });
-    expect(fromTimestamp(toTimestamp(d)).getTime()).toBe(d.getTime());
+  it("round-trips timestamps at nanosecond precision", () => {
+    const ns = 1795482123_456789123n; // 2026-11-24T01:02:03.456789123Z
+    expect(toTimestamp(ns)).toEqual({ seconds: 1795482123, nanos: 456_789_123 });
+    expect(fromTimestamp(toTimestamp(ns))).toBe(ns);
+    expect(toTimestamp(-1n)).toEqual({ seconds: -1, nanos: 999_999_999 });
+    expect(fromTimestamp(null)).toBe(0n);
   });
 
   it("round-trips Info with kinds as containerd's enum", () => {
-    const info = { name: "n", parent: "p", kind: "committed" as const, created: new Date(1000), updated: new Date(2000), labels: { a: "b" } };
+    const info = { name: "n", parent: "p", kind: "committed" as const, created: 1_000_000_001n, updated: 2_000_000_002n, labels: { a: "b" } };
     const pb = fromInfo(info);
     expect(pb.kind).toBe("COMMITTED");
     expect(toInfo(pb)).toEqual(info);
