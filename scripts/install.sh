@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # zlib1g-dev builds the gzip random-access addon (snapshotter/layer/zran); the Go
 # toolchain with stargz-snapshotter's sources builds its reference eStargz writer
 # for the layer tests; attr (getfattr, setfattr) reads and writes overlay xattrs for the FUSE
-# layer tests and native copies; curl queries the HTTP API in tests.
+# layer tests and native copies; curl queries the HTTP API in tests; containerd's
+# Go sources bring its own snapshotter suite (snapshots/testsuite, scripts/go-suite.sh).
 PKGS=(containerd runc docker-registry skopeo stargz-snapshotter busybox-static libfuse2 fuse3 iproute2 zstd ca-certificates
-  zlib1g-dev golang-go golang-github-containerd-stargz-snapshotter-dev attr curl)
+  zlib1g-dev golang-go golang-github-containerd-stargz-snapshotter-dev attr curl golang-github-containerd-containerd-dev)
 # debootstrap and attr (getfattr) build the benchmark images from Debian packages
 # (scripts/images/debian-image.ts).
 PKGS+=(debootstrap attr)

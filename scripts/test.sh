@@ -5,7 +5,8 @@
 # where N passed counts tests, and N failed counts failed tests, files that failed
 # without a failed test (a hook that threw, a file that did not load), a vitest
 # exit code no test explains, and failed checks (typecheck, lint, reported above it).
-# Skipped tests are listed by name.
+# Skipped tests are listed by name. containerd's Go snapshotter suite
+# (scripts/go-suite.sh) runs after vitest and its cases count in the same line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,22 @@ read -r passed failed skipped <<<"$(echo "$summary" | tail -n 1)"
 if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "vitest exited $vitest_rc with no failed test or file to show for it: counted as one failure"
   failed=1
+fi
+
+# containerd's own Go snapshotter suite against augur, counted with the tests
+# (skipped when arguments select particular vitest files)
+if [ "$#" -eq 0 ]; then
+  go_out=$(bash scripts/go-suite.sh 2>&1)
+  echo "$go_out"
+  read -r go_passed go_failed go_skipped <<<"$(echo "$go_out" | tail -n 1 |
+    sed -E 's/^go-suite: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')"
+  if ! [[ "$go_passed" =~ ^[0-9]+$ && "$go_failed" =~ ^[0-9]+$ ]]; then
+    echo "go-suite: no result line: counted as one failure"
+    go_passed=0 go_failed=1 go_skipped=0
+  fi
+  passed=$((passed + go_passed))
+  failed=$((failed + go_failed))
+  skipped=$((skipped + go_skipped))
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped; checks (typecheck, lint): $checks_failed failed"
 # the last line counts tests; a failed check counts as a failure so CI cannot pass without it
