@@ -26,6 +26,12 @@ export interface Route {
   maxBody?: number;
 }
 
+/** Where --api points: host:port is TCP, anything else a unix socket path. */
+export function apiTarget(address: string): { host: string; port: number } | { socketPath: string } {
+  const tcp = /^(\[[^\]]+\]|[^/:]+):(\d+)$/.exec(address);
+  return tcp ? { host: (tcp[1] ?? "").replace(/^\[|\]$/g, ""), port: Number(tcp[2]) } : { socketPath: address };
+}
+
 export class HttpApi {
   readonly #server: Server;
   #unixPath: string | undefined;
@@ -36,11 +42,11 @@ export class HttpApi {
 
   /** `address` is host:port (TCP) or a filesystem path (unix socket). */
   async listen(address: string): Promise<void> {
-    const tcp = /^(\[[^\]]+\]|[^/:]+):(\d+)$/.exec(address);
+    const target = apiTarget(address);
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);
-      if (tcp) {
-        this.#server.listen(Number(tcp[2]), (tcp[1] ?? "").replace(/^\[|\]$/g, ""), resolve);
+      if ("port" in target) {
+        this.#server.listen(target.port, target.host, resolve);
       } else {
         rmSync(address, { force: true });
         this.#unixPath = address;

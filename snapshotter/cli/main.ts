@@ -10,6 +10,7 @@ import { TRACE_USAGE, traceCommand } from "../trace/trace-command.js";
 import { PREDICT_USAGE, predictCommand } from "../predict/predict-command.js";
 import { MANIFEST_USAGE, manifestCommand } from "../manifest/manifest-command.js";
 import { augurVersion } from "../util/version.js";
+import { READY_USAGE, readyCommand } from "./ready-command.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -47,7 +48,7 @@ Usage:
                       push --cluster), read at start and every 5 minutes
       --trust-artifact DIGEST  a profile artifact whose layer indexes need no
                       entry checks (repeatable)
-${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}${MANIFEST_USAGE}  augur version
+${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}${MANIFEST_USAGE}${READY_USAGE}  augur version
   augur help
 `;
 
@@ -130,6 +131,8 @@ async function main(argv: string[]): Promise<void> {
       return predictCommand(rest);
     case "manifest":
       return manifestCommand(rest);
+    case "ready":
+      return readyCommand(rest);
     case "version":
     case "--version":
       process.stdout.write(`augur ${augurVersion()}\n`);
