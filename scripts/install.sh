@@ -2,8 +2,14 @@
 # Installs what augur needs on a Debian machine (root): Debian packages, npm
 # dependencies (native addons build against Node's headers in /usr), and the build.
 # Safe to run again: it only installs what is missing.
+#   scripts/install.sh --system [--prefix DIR] [--unit-dir DIR] [--config-dir DIR]
+# then installs the build for this host: `augur` on PATH, augur.service and
+# /etc/augur/config.toml (scripts/host/install-host.sh); --uninstall removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case " $* " in
+  *" --uninstall "*) exec bash scripts/host/install-host.sh "$@" ;;
+esac
 
 # containerd + runc run containers; docker-registry and skopeo serve and push test
 # images; stargz-snapshotter brings ctr-remote; libfuse2/fuse3 are fuse-native's
@@ -41,3 +47,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 npm run -s build
+if (($#)); then
+  case " $* " in
+    *" --system "*) exec bash scripts/host/install-host.sh "$@" ;;
+    *) echo "install: options need --system (scripts/install.sh --system [--prefix DIR] [--unit-dir DIR] [--config-dir DIR])" >&2; exit 2 ;;
+  esac
+fi
