@@ -15,8 +15,12 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-/** `proxies`: more proxy snapshotters by name and socket (benchmarks run stargz-snapshotter beside augur). */
-export async function startContainerd(dir: string, augurSocket: string, opts: { proxies?: Record<string, string> } = {}): Promise<Containerd> {
+/**
+ * `proxies`: more proxy snapshotters by name and socket (benchmarks run stargz-snapshotter beside augur).
+ * `cri`: run the CRI plugin (Kubernetes' API on the same socket) with containerd-config.toml's
+ * CRI settings, registries configured from `hostsDir` (containerd's config_path).
+ */
+export async function startContainerd(dir: string, augurSocket: string, opts: { proxies?: Record<string, string>; cri?: { hostsDir: string } } = {}): Promise<Containerd> {
   const address = join(dir, "containerd.sock");
   const config = join(dir, "containerd.toml");
   const more = Object.entries(opts.proxies ?? {}).map(([name, sock]) => `  [proxy_plugins.${name}]\n    type = "snapshot"\n    address = "${sock}"\n`).join("");
@@ -29,9 +33,10 @@ export async function startContainerd(dir: string, augurSocket: string, opts: { 
     [
       `root = "${join(dir, "containerd-root")}"`,
       `state = "${join(dir, "containerd-state")}"`,
-      // CRI is not under test here and slows start-up.
-      `disabled_plugins = ["io.containerd.grpc.v1.cri"]`,
+      // CRI slows start-up: only the tests of Kubernetes' path run it.
+      opts.cri ? "" : `disabled_plugins = ["io.containerd.grpc.v1.cri"]`,
       base,
+      opts.cri ? `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "${opts.cri.hostsDir}"\n` : "",
       "[grpc]",
       `  address = "${address}"`,
       "[ttrpc]",

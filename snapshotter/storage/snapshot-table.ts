@@ -83,16 +83,19 @@ export class SnapshotTable {
   /** Adds an active snapshot or view on top of committed `parent` ("" for none). */
   create(scope: Scope, kind: "active" | "view", key: string, parent: string, labels: Labels, now: UnixNanos): SnapshotRecord {
     if (key === "") throw new InvalidArgumentError("snapshot key must not be empty");
-    const namespace = scope.namespace ?? DEFAULT_NAMESPACE;
     let parentId: number | null = null;
+    let parentNs: string | undefined;
     if (parent !== "") {
-      const p = this.#byKey.get(namespace, parent);
-      if (!p) throw new NotFoundError(`parent snapshot ${JSON.stringify(parent)} does not exist`);
+      const p = this.parentRow(scope, parent);
       if (p.kind !== "committed") {
         throw new InvalidArgumentError(`parent ${JSON.stringify(parent)} is not a committed snapshot (it is ${p.kind})`);
       }
       parentId = p.id;
+      parentNs = p.namespace;
     }
+    // A call without a namespace (containerd 1.6 forwards none for its own
+    // clients' requests) builds in its parent's namespace.
+    const namespace = scope.namespace ?? parentNs ?? DEFAULT_NAMESPACE;
     if (this.#byKey.get(namespace, key)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)} already exists`);
     const { lastInsertRowid } = this.#insert.run(namespace, key, kind, parentId, now, now, JSON.stringify(labels));
     return this.record(this.mustRow(Number(lastInsertRowid)));
@@ -179,6 +182,23 @@ export class SnapshotTable {
       throw new FailedPreconditionError(`snapshot key ${JSON.stringify(key)} exists in several namespaces; name one (gRPC metadata containerd-namespace)`);
     }
     return rows[0] as Row;
+  }
+
+  /**
+   * The committed parent a new snapshot builds on. Without a namespace the
+   * parent may be in any: containerd 1.6 forwards the namespace of the CRI
+   * plugin's own calls (so CRI's remote snapshots live in k8s.io) but not of
+   * requests it serves for ctr or nerdctl. A parent named alike in several
+   * namespaces is a committed chain ID, the same content in each: the default
+   * namespace's, else the first, serves.
+   */
+  private parentRow(scope: Scope, parent: string): Row {
+    const row =
+      scope.namespace !== undefined
+        ? this.#byKey.get(scope.namespace, parent)
+        : this.#byKeyAnyNs.all(parent).sort((a, b) => Number(b.namespace === DEFAULT_NAMESPACE) - Number(a.namespace === DEFAULT_NAMESPACE))[0];
+    if (!row) throw new NotFoundError(`parent snapshot ${JSON.stringify(parent)} does not exist`);
+    return row;
   }
 
   private mustRow(id: number): Row {

@@ -64,4 +64,29 @@ describe("metadata store", () => {
       store.close();
     }
   });
+
+  it("a call without a namespace builds on a parent in any namespace, in the parent's namespace", () => {
+    // containerd 1.6 forwards CRI's own namespace (k8s.io) but none for ctr's requests.
+    const store = new MetaStore(dbFile());
+    try {
+      const table = new SnapshotTable(store.db);
+      const k8s = { namespace: "k8s.io" };
+      const none = { namespace: undefined };
+      store.write(() => table.create(k8s, "active", "extract", "", {}, 1n));
+      store.write(() => table.commit(k8s, "sha256:chain", "extract", {}, { size: 0, inodes: 0 }, 2n));
+      const child = store.write(() => table.create(none, "active", "k8s.io/5/ctr-1", "sha256:chain", {}, 3n));
+      expect(child.namespace).toBe("k8s.io");
+      expect(child.info.parent).toBe("sha256:chain");
+      // Named alike in two namespaces (the same chain ID pulled twice), the default one serves.
+      store.write(() => table.create({ namespace: "default" }, "active", "x", "", {}, 4n));
+      const inDefault = store.write(() => table.commit({ namespace: "default" }, "sha256:chain", "x", {}, { size: 0, inodes: 0 }, 5n));
+      const other = store.write(() => table.create(none, "active", "default/6/ctr-2", "sha256:chain", {}, 6n));
+      expect(other.parentIds).toEqual([inDefault.id]);
+      // A named namespace still sees only its own snapshots.
+      expect(() => store.write(() => table.create({ namespace: "other" }, "active", "y", "sha256:chain", {}, 7n))).toThrow(/parent snapshot "sha256:chain" does not exist/);
+      expect(() => store.write(() => table.create(none, "active", "z", "sha256:absent", {}, 8n))).toThrow(/parent snapshot "sha256:absent" does not exist/);
+    } finally {
+      store.close();
+    }
+  });
 });
