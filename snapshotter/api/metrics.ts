@@ -1,6 +1,11 @@
 // Prometheus metrics (prom-client), one registry per daemon so instances in
-// one process (tests) do not share counters.
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+// one process (tests) do not share counters. Names follow Prometheus'
+// conventions: the augur_ prefix, the unit in the name (_seconds, _bytes),
+// counters ending in _total; README's metrics table lists each with its labels
+// (test/unit/api/metrics.test.ts holds the two together). The process's own
+// figures (CPU, resident memory, open fds, event-loop lag) are prom-client's
+// standard process_* and nodejs_* metrics, unprefixed as every Node exporter's.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import { status } from "@grpc/grpc-js";
 import type { Snapshotter } from "../snapshots/snapshotter.js";
@@ -36,6 +41,7 @@ export class Metrics {
       registers: [this.registry],
     });
     if (fetchStats) this.#fetchMetrics(fetchStats);
+    collectDefaultMetrics({ register: this.registry });
   }
 
   /** Fetch figures as counters, read from the shared FetchStats when scraped. */
