@@ -87,6 +87,9 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   refine_indexes: { key: "refineIndexes", type: "boolean" },
 };
 
+/** Every key a config file may hold (scripts/host/config.toml shows each with its default). */
+export const CONFIG_FILE_KEYS: readonly string[] = Object.keys(KEYS);
+
 export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig {
   const file = configFile ? readConfigFile(configFile) : {};
   const root = flags.root ?? file.root ?? DEFAULT_ROOT;

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_ROOT, DEFAULT_SOCKET, loadConfig } from "../../../snapshotter/config/config.js";
+import { CONFIG_FILE_KEYS, DEFAULT_ROOT, DEFAULT_SOCKET, loadConfig } from "../../../snapshotter/config/config.js";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -25,6 +25,16 @@ describe("loadConfig", () => {
       clusterManifest: undefined, trustedArtifacts: [], refineIndexes: true,
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
+  });
+  it("the installed config.toml shows every setting with its true default", () => {
+    const shipped = readFileSync(new URL("../../../scripts/host/config.toml", import.meta.url), "utf8");
+    const shown = [...shipped.matchAll(/^# ([a-z_]+) = /gm)].map((m) => m[1]);
+    expect([...shown].sort()).toEqual([...CONFIG_FILE_KEYS].sort());
+    // uncommented, it changes nothing (the three settings without a default only show their form)
+    const noDefault = new Set(["docker_config", "cluster_manifest", "trusted_artifacts"]);
+    const uncommented = shipped.replace(/^# ([a-z_]+) = (.*)$/gm, (line, key: string, value: string) => (noDefault.has(key) ? line : `${key} = ${value}`));
+    expect(uncommented).not.toBe(shipped);
+    expect(loadConfig({}, file(uncommented))).toEqual(loadConfig({}));
   });
   it("flags override the file, the file overrides defaults", () => {
     const f = file('root = "/from-file"\napi = "127.0.0.1:9000"\n');
