@@ -6,7 +6,9 @@
 # without a failed test (a hook that threw, a file that did not load), a vitest
 # exit code no test explains, and failed checks (typecheck, lint, reported above it).
 # Skipped tests are listed by name. containerd's Go snapshotter suite
-# (scripts/go-suite.sh) runs after vitest and its cases count in the same line.
+# (scripts/go-suite.sh) and the Node 22/24 matrix (scripts/node-matrix.sh;
+# AUGUR_NODE_MATRIX=off leaves it out) run after vitest, and their cases count
+# in the same line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,21 @@ if [ "$#" -eq 0 ]; then
   passed=$((passed + go_passed))
   failed=$((failed + go_failed))
   skipped=$((skipped + go_skipped))
+fi
+# the other supported Node majors (22, 24): unit tests and one system test each
+# (scripts/node-matrix.sh), counted the same way
+if [ "$#" -eq 0 ] && [ "${AUGUR_NODE_MATRIX:-on}" != off ]; then
+  matrix_out=$(bash scripts/node-matrix.sh 2>&1)
+  echo "$matrix_out"
+  read -r m_passed m_failed m_skipped <<<"$(echo "$matrix_out" | tail -n 1 |
+    sed -E 's/^node-matrix: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')"
+  if ! [[ "$m_passed" =~ ^[0-9]+$ && "$m_failed" =~ ^[0-9]+$ ]]; then
+    echo "node-matrix: no result line: counted as one failure"
+    m_passed=0 m_failed=1 m_skipped=0
+  fi
+  passed=$((passed + m_passed))
+  failed=$((failed + m_failed))
+  skipped=$((skipped + m_skipped))
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped; checks (typecheck, lint): $checks_failed failed"
 # the last line counts tests; a failed check counts as a failure so CI cannot pass without it
