@@ -18,9 +18,10 @@ export interface Containerd {
 /**
  * `proxies`: more proxy snapshotters by name and socket (benchmarks run stargz-snapshotter beside augur).
  * `cri`: run the CRI plugin (Kubernetes' API on the same socket) with containerd-config.toml's
- * CRI settings, registries configured from `hostsDir` (containerd's config_path).
+ * CRI settings, registries configured from `hostsDir` (containerd's config_path), and pods'
+ * sandbox (pause) container from `sandboxImage`.
  */
-export async function startContainerd(dir: string, augurSocket: string, opts: { proxies?: Record<string, string>; cri?: { hostsDir: string } } = {}): Promise<Containerd> {
+export async function startContainerd(dir: string, augurSocket: string, opts: { proxies?: Record<string, string>; cri?: { hostsDir: string; sandboxImage?: string } } = {}): Promise<Containerd> {
   const address = join(dir, "containerd.sock");
   const config = join(dir, "containerd.toml");
   const more = Object.entries(opts.proxies ?? {}).map(([name, sock]) => `  [proxy_plugins.${name}]\n    type = "snapshot"\n    address = "${sock}"\n`).join("");
@@ -36,6 +37,9 @@ export async function startContainerd(dir: string, augurSocket: string, opts: { 
       // CRI slows start-up: only the tests of Kubernetes' path run it.
       opts.cri ? "" : `disabled_plugins = ["io.containerd.grpc.v1.cri"]`,
       base,
+      // restrict_oom_score_adj: this VM's root may not lower oom_score_adj (runc's
+      // nsexec gets EACCES for the pause container's -998), as in rootless setups.
+      opts.cri ? `[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n${opts.cri.sandboxImage ? `  sandbox_image = "${opts.cri.sandboxImage}"\n` : ""}` : "",
       opts.cri ? `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "${opts.cri.hostsDir}"\n` : "",
       "[grpc]",
       `  address = "${address}"`,
