@@ -203,6 +203,8 @@ export class Daemon {
     this.profiles.stop();
     this.tracer?.close();
     this.workloads.close();
+    // after the mounts are gone: releases this augur's pins in the shared cache ledger
+    this.cache?.close();
     rmSync(this.config.socket, { force: true });
     rmSync(pidFile(this.config.root), { force: true });
     log.info("stopped", { socket: this.config.socket });

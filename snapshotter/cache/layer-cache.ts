@@ -6,18 +6,22 @@
 //   indexes/sha256/<hex>               the seekable index of layer <hex> (tar-index-codec)
 //   wip/                               files being written
 //
+//   ledger.db                          sizes, recency, pins and fetch claims of every
+//                                      augur using the directory (cache-ledger.ts)
+//
 // Every file is written under wip/ and renamed into place, so a reader (this
 // augur or another one sharing the directory) sees a whole file or none; a
 // file that vanishes under a reader (evicted by a neighbour) is a miss.
-// Layers in use by a mount that is not yet complete are pinned: eviction
-// skips them, because their mount still needs what was fetched.
+// Layers in use by a mount that is not yet complete are pinned: eviction, by
+// any augur on the directory, skips them, because their mount still needs what
+// was fetched. The byte bound holds for the directory.
 import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { LRUCache } from "lru-cache";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
+import { CacheLedger, type FoundFile } from "./cache-ledger.js";
 
 const log = logger("cache");
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
@@ -32,7 +36,13 @@ export interface CacheStatus {
   usedBytes: number;
   files: Record<CacheKind, number>;
   bytes: Record<CacheKind, number>;
+  /** Layers this instance pins. */
   pinnedLayers: string[];
+  /** Layers any live augur on the directory pins. */
+  directoryPinnedLayers: string[];
+  /** Live augurs using the directory, this one included. */
+  instances: number;
+  /** This instance's reads. */
   hits: number;
   misses: number;
   /** hits / (hits + misses); 0 before any read. */
@@ -47,22 +57,23 @@ export interface BlobWriter {
   abort(): void;
 }
 
-interface Item {
-  size: number;
-  layer: string;
+/** Waiting for a neighbour's fetch of the same bytes gives up after this long and fetches itself. */
+const NEIGHBOUR_WAIT_MS = 20_000;
+const NEIGHBOUR_POLL_MS = 20;
+
+/** A fetch this instance claimed; `release` once its bytes are stored (or the fetch failed). */
+export interface RangeClaim {
+  release(): void;
 }
 
 export class LayerCache {
   readonly dir: string;
   readonly maxBytes: number;
-  /** Recency order of every cached file (relative path -> size); eviction walks it oldest first. */
-  // Sized by bytes only so lru-cache grows as needed (a `max` count preallocates
-  // that many slots); the byte bound and pins are enforced by #evict.
-  readonly #items = new LRUCache<string, Item>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (i) => Math.max(1, i.size) });
-  /** Sorted [start, end) chunk ranges per layer hex, read from disk on first use. */
+  /** Sizes, recency, pins and claims, shared with every augur on the directory (cache-ledger.ts). */
+  readonly #ledger: CacheLedger;
+  /** Sorted [start, end) chunk ranges per layer hex: what this instance knows; refreshed from the ledger on a miss. */
   readonly #ranges = new Map<string, [number, number][]>();
   readonly #pins = new Map<string, number>();
-  #used = 0;
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -72,7 +83,8 @@ export class LayerCache {
     this.dir = dir;
     this.maxBytes = maxBytes;
     for (const d of ["blobs/sha256", "chunks/sha256", "indexes/sha256", "wip"]) mkdirSync(join(dir, d), { recursive: true, mode: 0o700 });
-    this.#scan();
+    this.#ledger = new CacheLedger(dir, () => this.#scan());
+    this.#evict();
   }
 
   /** Path of the whole verified blob, if cached. */
@@ -80,7 +92,7 @@ export class LayerCache {
     const rel = `blobs/sha256/${hexOf(digest)}`;
     try {
       await stat(join(this.dir, rel));
-      this.#touch(rel);
+      this.#ledger.touch(rel);
       return join(this.dir, rel);
     } catch {
       this.#forget(rel);
@@ -125,11 +137,12 @@ export class LayerCache {
     const blob = `blobs/sha256/${hex}`;
     const whole = await readAt(join(this.dir, blob), offset, length);
     if (whole) {
-      this.#touch(blob);
+      this.#ledger.touch(blob);
       this.#hits++;
       return whole;
     }
-    const pieces = this.#cover(hex, offset, offset + length);
+    // chunks a neighbour stored are in the ledger, not yet in #ranges
+    const pieces = this.#cover(hex, offset, offset + length) ?? (this.#refresh(hex), this.#cover(hex, offset, offset + length));
     if (!pieces) {
       this.#misses++;
       return undefined;
@@ -145,18 +158,53 @@ export class LayerCache {
         this.#misses++;
         return undefined;
       }
-      this.#touch(rel);
+      this.#ledger.touch(rel);
       part.copy(out, lo - offset);
     }
     this.#hits++;
     return out;
   }
 
+  /**
+   * Before fetching [offset, offset+length) of a layer from outside: if a
+   * neighbour on the directory is fetching those bytes, waits (bounded) for
+   * them to land and resolves undefined (read them with readRange); otherwise
+   * claims the fetch for this instance.
+   */
+  async claimRange(digest: string, offset: number, length: number): Promise<RangeClaim | undefined> {
+    const hex = hexOf(digest);
+    const end = offset + length;
+    const deadline = Date.now() + NEIGHBOUR_WAIT_MS;
+    let waited = false;
+    while (!this.#ledger.claim(hex, offset, end)) {
+      waited = true;
+      if (Date.now() > deadline) {
+        log.warn("a neighbour's fetch of these layer bytes did not land in time; fetching them here", { layer: digest, offset, length });
+        break;
+      }
+      await sleep(NEIGHBOUR_POLL_MS);
+      this.#refresh(hex);
+      if (this.#cover(hex, offset, end)) return undefined;
+    }
+    if (waited) {
+      this.#refresh(hex);
+      if (this.#cover(hex, offset, end)) return undefined;
+    }
+    let done = false;
+    return {
+      release: () => {
+        if (done) return;
+        done = true;
+        this.#ledger.release(hex, offset, end);
+      },
+    };
+  }
+
   /** Stores verified compressed bytes of a layer starting at `offset`. */
   async storeRange(digest: string, offset: number, data: Buffer): Promise<void> {
     const hex = hexOf(digest);
     const end = offset + data.length;
-    if (data.length === 0 || this.#items.has(`blobs/sha256/${hex}`) || this.#cover(hex, offset, end)) return;
+    if (data.length === 0 || this.#ledger.has(`blobs/sha256/${hex}`) || this.#cover(hex, offset, end)) return;
     const rel = `chunks/sha256/${hex}/${offset}-${end}`;
     mkdirSync(join(this.dir, "chunks/sha256", hex), { recursive: true, mode: 0o700 });
     await this.#publish(rel, data);
@@ -176,7 +224,7 @@ export class LayerCache {
     const rel = `indexes/sha256/${hexOf(digest)}`;
     try {
       const bytes = await readFile(join(this.dir, rel));
-      this.#touch(rel);
+      this.#ledger.touch(rel);
       return bytes;
     } catch {
       this.#forget(rel);
@@ -190,18 +238,19 @@ export class LayerCache {
     this.#add(rel, bytes.length, hexOf(digest));
   }
 
-  /** Drops everything cached for a layer (its data failed verification). */
+  /** Drops everything cached for a layer but its index (its data failed verification, or `augur cache evict`). */
   async dropLayer(digest: string): Promise<void> {
     const hex = hexOf(digest);
-    for (const rel of [...this.#items.keys()]) if (this.#items.get(rel)?.layer === hex && !rel.startsWith("indexes/")) this.#remove(rel);
+    for (const f of this.#ledger.files()) if (f.layer === hex && f.kind !== "indexes") this.#remove(f.rel);
     this.#ranges.delete(hex);
     await rm(join(this.dir, "chunks/sha256", hex), { recursive: true, force: true });
   }
 
-  /** Keeps a layer's data from eviction until the returned function is called. */
+  /** Keeps a layer's data from eviction, by any augur on the directory, until the returned function is called. */
   pin(digest: string): () => void {
     const hex = hexOf(digest);
     this.#pins.set(hex, (this.#pins.get(hex) ?? 0) + 1);
+    this.#ledger.pin(hex);
     let done = false;
     return () => {
       if (done) return;
@@ -209,22 +258,30 @@ export class LayerCache {
       const n = (this.#pins.get(hex) ?? 1) - 1;
       if (n <= 0) this.#pins.delete(hex);
       else this.#pins.set(hex, n);
+      this.#ledger.unpin(hex);
     };
   }
 
+  /** The directory's figures (every augur on it) and this instance's hits, misses and evictions. */
   status(): CacheStatus {
     const files = { blobs: 0, chunks: 0, indexes: 0 };
     const bytes = { blobs: 0, chunks: 0, indexes: 0 };
-    for (const [rel, item] of this.#items.entries()) {
-      const kind = rel.slice(0, rel.indexOf("/")) as CacheKind;
-      files[kind]++;
-      bytes[kind] += item.size;
+    for (const f of this.#ledger.files()) {
+      files[f.kind]++;
+      bytes[f.kind] += f.size;
     }
     return {
-      dir: this.dir, maxBytes: this.maxBytes, usedBytes: this.#used, files, bytes,
-      pinnedLayers: [...this.#pins.keys()].map((h) => `sha256:${h}`),
+      dir: this.dir, maxBytes: this.maxBytes, usedBytes: bytes.blobs + bytes.chunks + bytes.indexes, files, bytes,
+      pinnedLayers: [...this.#pins.keys()].sort().map((h) => `sha256:${h}`),
+      directoryPinnedLayers: this.#ledger.pinnedLayers().map((h) => `sha256:${h}`),
+      instances: this.#ledger.owners(),
       hits: this.#hits, misses: this.#misses, hitRate: this.#hits + this.#misses ? this.#hits / (this.#hits + this.#misses) : 0, evictions: this.#evictions,
     };
+  }
+
+  /** Releases this instance's pins and claims in the shared ledger. */
+  close(): void {
+    this.#ledger.close();
   }
 
   async #publish(rel: string, data: Buffer): Promise<void> {
@@ -244,7 +301,7 @@ export class LayerCache {
 
   /** The cached chunk ranges that together cover [start, end), or undefined. */
   #cover(hex: string, start: number, end: number): [number, number][] | undefined {
-    const ranges = this.#rangesOf(hex);
+    const ranges = this.#ranges.get(hex) ?? [];
     const out: [number, number][] = [];
     let pos = start;
     for (const r of ranges) {
@@ -256,43 +313,27 @@ export class LayerCache {
     return pos >= end ? out : undefined;
   }
 
-  #rangesOf(hex: string): [number, number][] {
-    let ranges = this.#ranges.get(hex);
-    if (!ranges) {
-      ranges = [];
-      this.#ranges.set(hex, ranges);
-    }
-    return ranges;
+  #refresh(hex: string): void {
+    this.#ranges.set(hex, this.#ledger.chunkRanges(hex));
   }
 
   #add(rel: string, size: number, layer: string): void {
-    if (this.#items.has(rel)) {
-      this.#touch(rel);
-      return;
-    }
-    this.#items.set(rel, { size, layer });
-    this.#used += size;
+    this.#ledger.add(rel, layer, size);
     const m = /^chunks\/sha256\/[0-9a-f]+\/(\d+)-(\d+)$/.exec(rel);
     if (m) {
-      const ranges = this.#rangesOf(layer);
+      const ranges = this.#ranges.get(layer) ?? [];
       ranges.push([Number(m[1]), Number(m[2])]);
       ranges.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+      this.#ranges.set(layer, ranges);
     }
     this.#evict();
   }
 
-  #touch(rel: string): void {
-    this.#items.get(rel); // moves it to the most recent end
-  }
-
   #forget(rel: string): void {
-    const item = this.#items.get(rel);
-    if (!item) return;
-    this.#items.delete(rel);
-    this.#used -= item.size;
+    this.#ledger.forget(rel);
     const m = /^chunks\/sha256\/([0-9a-f]+)\/(\d+)-(\d+)$/.exec(rel);
     if (m) {
-      const ranges = this.#rangesOf(m[1] as string);
+      const ranges = this.#ranges.get(m[1] as string) ?? [];
       const i = ranges.findIndex((r) => r[0] === Number(m[2]) && r[1] === Number(m[3]));
       if (i >= 0) ranges.splice(i, 1);
     }
@@ -303,23 +344,20 @@ export class LayerCache {
     rmSync(join(this.dir, rel), { force: true });
   }
 
-  /** Removes least recently used files of unpinned layers until the cache fits. */
+  /** Removes least recently used files of layers no augur on the directory pins, until the directory fits. */
   #evict(): void {
-    if (this.#used <= this.maxBytes) return;
-    for (const rel of [...this.#items.rkeys()]) {
-      if (this.#used <= this.maxBytes) return;
-      const item = this.#items.peek(rel);
-      if (!item || this.#pins.has(item.layer)) continue;
-      this.#remove(rel);
+    for (const f of this.#ledger.evict(this.maxBytes)) {
+      this.#remove(f.rel);
       this.#evictions++;
-      log.debug("evicted", { file: rel, bytes: item.size });
+      log.debug("evicted", { file: f.rel, bytes: f.size });
     }
-    if (this.#used > this.maxBytes) log.warn("cache is over its size: everything left belongs to layers in use", { used: this.#used, max: this.maxBytes });
+    const used = this.#ledger.usedBytes();
+    if (used > this.maxBytes) log.warn("cache is over its size: everything left belongs to layers in use", { used, max: this.maxBytes });
   }
 
-  /** Loads what is on disk, oldest first so the recency order survives a restart roughly. */
-  #scan(): void {
-    const found: { rel: string; size: number; mtime: number; layer: string }[] = [];
+  /** The files on disk (stale wip files removed), for the ledger to reconcile with. */
+  #scan(): FoundFile[] {
+    const found: FoundFile[] = [];
     const now = Date.now();
     for (const name of readdirSync(join(this.dir, "wip"))) {
       const p = join(this.dir, "wip", name);
@@ -332,7 +370,7 @@ export class LayerCache {
     const add = (rel: string, layer: string): void => {
       try {
         const st = statSync(join(this.dir, rel));
-        found.push({ rel, size: st.size, mtime: st.mtimeMs, layer });
+        found.push({ rel, size: st.size, mtimeMs: st.mtimeMs, layer });
       } catch (err) {
         log.debug("cache file vanished while scanning", { file: rel, error: errorMessage(err) });
       }
@@ -345,11 +383,11 @@ export class LayerCache {
         if (/^\d+-\d+$/.test(name)) add(`chunks/sha256/${hex}/${name}`, hex);
       }
     }
-    found.sort((a, b) => a.mtime - b.mtime);
-    for (const f of found) this.#add(f.rel, f.size, f.layer);
-    if (found.length) log.info("cache loaded", { dir: this.dir, files: found.length, bytes: this.#used });
+    return found;
   }
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function hexOf(digest: string): string {
   const m = DIGEST.exec(digest);

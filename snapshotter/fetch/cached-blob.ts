@@ -1,16 +1,22 @@
 // A layer blob read through the node-local cache: ranges the cache holds are
 // read from disk, others are fetched (registry, mirror or peer) and, once the
-// layer index has verified them, kept for the next reader.
+// layer index has verified them, kept for the next reader. Another augur on the
+// same cache directory fetching the same bytes is waited for, not repeated.
 import type { BlobSource, RangeFetcher } from "./blob-source.js";
 import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
-import type { LayerCache } from "../cache/layer-cache.js";
+import type { LayerCache, RangeClaim } from "../cache/layer-cache.js";
 
 const log = logger("fetch");
+/** A claim whose bytes were fetched but never verified (a bad fetch) is released after this long. */
+const UNVERIFIED_RELEASE_MS = 2_000;
 
 export class CachedBlob implements BlobSource {
   /** Compressed bytes fetched from outside the cache. */
   fetchedBytes = 0;
+
+  /** Fetches claimed in the cache's ledger, by offset: released when their bytes are stored. */
+  readonly #claims = new Map<number, RangeClaim>();
 
   constructor(
     readonly cache: LayerCache,
@@ -23,15 +29,43 @@ export class CachedBlob implements BlobSource {
     const len = Math.max(0, Math.min(length, this.size - offset));
     const local = await this.cache.readRange(this.digest, offset, len);
     if (local) return local;
-    const data = await this.fetch(offset, len);
+    const claim = await this.cache.claimRange(this.digest, offset, len);
+    if (!claim) {
+      // a neighbour fetched them meanwhile
+      const landed = await this.cache.readRange(this.digest, offset, len);
+      if (landed) return landed;
+    }
+    let data: Buffer;
+    try {
+      data = await this.fetch(offset, len);
+    } catch (err) {
+      claim?.release();
+      throw err;
+    }
     this.fetchedBytes += data.length;
+    if (claim) {
+      this.#claims.get(offset)?.release();
+      this.#claims.set(offset, claim);
+      setTimeout(() => this.#release(offset, claim), UNVERIFIED_RELEASE_MS).unref();
+    }
     return data;
   }
 
   verified(offset: number, data: Buffer): void {
     // No copy: readers only slice verified buffers, never write to them.
-    this.cache.storeRange(this.digest, offset, data).catch((err: unknown) => {
-      log.warn("could not keep verified layer bytes in the cache", { layer: this.digest, offset, error: errorMessage(err) });
-    });
+    this.cache.storeRange(this.digest, offset, data).then(
+      () => this.#release(offset),
+      (err: unknown) => {
+        this.#release(offset);
+        log.warn("could not keep verified layer bytes in the cache", { layer: this.digest, offset, error: errorMessage(err) });
+      },
+    );
+  }
+
+  #release(offset: number, only?: RangeClaim): void {
+    const claim = this.#claims.get(offset);
+    if (!claim || (only && claim !== only)) return;
+    this.#claims.delete(offset);
+    claim.release();
   }
 }
