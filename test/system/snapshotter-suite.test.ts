@@ -200,10 +200,12 @@ describe("containerd snapshotter suite", () => {
       { name: "v2", kind: "VIEW", parent: "" },
     ];
     const ms = (ts: { seconds: number; nanos: number } | null) => (ts ? Number(ts.seconds) * 1000 + ts.nanos / 1e6 : NaN);
+    // Date.now() is a millisecond floor of times augur keeps to the nanosecond: compare floors above
+    const floorMs = (ts: { seconds: number; nanos: number } | null) => Math.floor(ms(ts));
     for (const tc of cases) {
       let st = await sn.stat(tc.name);
       expect(ms(st.created_at)).toBeGreaterThanOrEqual(t1);
-      expect(ms(st.created_at)).toBeLessThanOrEqual(t2);
+      expect(floorMs(st.created_at)).toBeLessThanOrEqual(t2);
       expect(st.updated_at).toEqual(st.created_at);
       expect(st).toMatchObject({ kind: tc.kind, parent: tc.parent, name: tc.name });
       const created = st.created_at;
@@ -214,7 +216,7 @@ describe("containerd snapshotter suite", () => {
       const u2 = Date.now();
       expect(st.created_at).toEqual(created);
       expect(ms(st.updated_at)).toBeGreaterThanOrEqual(u1);
-      expect(ms(st.updated_at)).toBeLessThanOrEqual(u2);
+      expect(floorMs(st.updated_at)).toBeLessThanOrEqual(u2);
       expect(st).toMatchObject({ kind: tc.kind, parent: tc.parent, name: tc.name });
       expect(st.labels).toEqual(expected);
 
