@@ -151,7 +151,7 @@ export class Daemon {
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
     profiles.start();
     void learner?.retrain();
-    const metrics = new Metrics(snapshotter, fetchStats);
+    const metrics = new Metrics(snapshotter, fetchStats, cache);
     late.metrics = metrics;
 
     const server = new grpc.Server();

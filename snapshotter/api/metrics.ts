@@ -9,13 +9,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import { status } from "@grpc/grpc-js";
 import type { Snapshotter } from "../snapshots/snapshotter.js";
+import type { CacheStatus } from "../cache/layer-cache.js";
 
 export class Metrics {
   readonly registry = new Registry();
   readonly grpcRequests: Counter<"method" | "code">;
   readonly fuseOperations: Histogram<"op">;
 
-  constructor(snapshotter: Snapshotter, fetchStats?: FetchStats) {
+  constructor(snapshotter: Snapshotter, fetchStats?: FetchStats, cache?: { status(): CacheStatus }) {
     this.grpcRequests = new Counter({
       name: "augur_grpc_requests_total",
       help: "Snapshots API calls answered, by method and gRPC status code",
@@ -41,6 +42,7 @@ export class Metrics {
       registers: [this.registry],
     });
     if (fetchStats) this.#fetchMetrics(fetchStats);
+    if (cache) this.#cacheMetrics(cache);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -63,6 +65,45 @@ export class Metrics {
       () => Object.entries(st.aheadBytes).map(([reason, v]) => [{ reason }, v]));
     counter("augur_prefetch_used_bytes_total", "Of the bytes fetched ahead, those a read has used, by why they were fetched", ["reason"],
       () => Object.entries(st.aheadUsedBy).map(([reason, v]) => [{ reason }, v]));
+  }
+
+  /** The cache directory as all augurs on it share it (gauges), and this instance's reads of it (counters). */
+  #cacheMetrics(source: { status(): CacheStatus }): void {
+    const registers = [this.registry];
+    // one status (a few ledger queries) serves all of a scrape's cache metrics
+    let last: { at: number; status: CacheStatus } | undefined;
+    const cache = {
+      status: (): CacheStatus => {
+        if (!last || Date.now() - last.at > 1000) last = { at: Date.now(), status: source.status() };
+        return last.status;
+      },
+    };
+    new Gauge({
+      name: "augur_cache_bytes", help: "Bytes the cache directory holds, over every augur using it, by kind", labelNames: ["kind"], registers,
+      collect() {
+        const s = cache.status();
+        for (const [kind, n] of Object.entries(s.bytes)) this.set({ kind }, n);
+      },
+    });
+    new Gauge({ name: "augur_cache_limit_bytes", help: "The cache directory's byte bound (--cache-size)", registers, collect() { this.set(cache.status().maxBytes); } });
+    new Gauge({ name: "augur_cache_instances", help: "Live augurs using the cache directory, this one included", registers, collect() { this.set(cache.status().instances); } });
+    new Gauge({ name: "augur_cache_pinned_layers", help: "Layers the incomplete mounts of augurs on the cache directory pin", registers, collect() { this.set(cache.status().directoryPinnedLayers.length); } });
+    new Counter({
+      name: "augur_cache_reads_total", help: "This augur's reads from the cache, by whether the cache held the bytes", labelNames: ["result"], registers,
+      collect() {
+        const s = cache.status();
+        this.reset();
+        this.inc({ result: "hit" }, s.hits);
+        this.inc({ result: "miss" }, s.misses);
+      },
+    });
+    new Counter({
+      name: "augur_cache_evictions_total", help: "Files this augur evicted to keep the directory within its bound", registers,
+      collect() {
+        this.reset();
+        this.inc(cache.status().evictions);
+      },
+    });
   }
 
   observeCall(method: string, code: number): void {

@@ -15,11 +15,11 @@
 // Layers in use by a mount that is not yet complete are pinned: eviction, by
 // any augur on the directory, skips them, because their mount still needs what
 // was fetched. The byte bound holds for the directory.
-import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { CacheLedger, type FoundFile } from "./cache-ledger.js";
 
@@ -78,13 +78,14 @@ export class LayerCache {
   #misses = 0;
   #evictions = 0;
 
-  constructor(dir: string, maxBytes: number) {
+  /** `evict: false` opens without enforcing the bound (augur cache status, ls, verify). */
+  constructor(dir: string, maxBytes: number, opts: { evict?: boolean } = {}) {
     if (!(maxBytes > 0)) throw new InvalidArgumentError(`cache size must be positive, got ${maxBytes}`);
     this.dir = dir;
     this.maxBytes = maxBytes;
     for (const d of ["blobs/sha256", "chunks/sha256", "indexes/sha256", "wip"]) mkdirSync(join(dir, d), { recursive: true, mode: 0o700 });
     this.#ledger = new CacheLedger(dir, () => this.#scan());
-    this.#evict();
+    if (opts.evict ?? true) this.#evict();
   }
 
   /** Path of the whole verified blob, if cached. */
@@ -279,6 +280,92 @@ export class LayerCache {
     };
   }
 
+  /** What the directory holds per layer, most recently used first. */
+  layers(): CachedLayer[] {
+    const pinned = new Set(this.#ledger.pinnedLayers());
+    const by = new Map<string, CachedLayer>();
+    for (const f of this.#ledger.files()) {
+      const l = by.get(f.layer) ?? { layer: `sha256:${f.layer}`, blob: false, index: false, chunks: 0, bytes: 0, lastUsed: new Date(0), pinned: pinned.has(f.layer) };
+      if (f.kind === "blobs") l.blob = true;
+      else if (f.kind === "indexes") l.index = true;
+      else l.chunks++;
+      l.bytes += f.size;
+      if (f.usedUs / 1000 > l.lastUsed.getTime()) l.lastUsed = new Date(f.usedUs / 1000);
+      by.set(f.layer, l);
+    }
+    return [...by.values()].sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
+  }
+
+  /** Removes everything the directory holds for a layer, its index too; refused while a live augur pins it. */
+  async evictLayer(digest: string): Promise<number> {
+    const hex = hexOf(digest);
+    if (this.#ledger.pinnedLayers().includes(hex)) {
+      throw new FailedPreconditionError(`layer ${digest} is in use by a mount that is not complete yet; it can be evicted once its mount is done or gone`);
+    }
+    let bytes = 0;
+    for (const f of this.#ledger.files()) {
+      if (f.layer !== hex) continue;
+      bytes += f.size;
+      this.#remove(f.rel);
+    }
+    this.#ranges.delete(hex);
+    await rm(join(this.dir, "chunks/sha256", hex), { recursive: true, force: true });
+    return bytes;
+  }
+
+  /**
+   * Checks every file against its name: a whole blob's sha256 against its
+   * digest, a chunk's size against its range. What fails is removed (fetched
+   * again when next needed).
+   */
+  async verify(): Promise<{ checked: number; removed: string[] }> {
+    const removed: string[] = [];
+    let checked = 0;
+    for (const f of this.#ledger.files()) {
+      const path = join(this.dir, f.rel);
+      let ok: boolean;
+      try {
+        if (f.kind === "blobs") ok = (await sha256File(path)) === f.layer;
+        else if (f.kind === "chunks") {
+          const m = /(\d+)-(\d+)$/.exec(f.rel);
+          ok = !!m && (await stat(path)).size === Number(m[2]) - Number(m[1]);
+        } else ok = (await stat(path)).size > 0;
+      } catch {
+        ok = false;
+      }
+      checked++;
+      if (!ok) {
+        this.#remove(f.rel);
+        removed.push(f.rel);
+        log.warn("cache file failed its check; removed, it is fetched again when needed", { file: f.rel });
+      }
+    }
+    return { checked, removed };
+  }
+
+  /** Removes wip files of writers that are gone and empty chunk directories, then evicts down to the bound. */
+  gc(): { wip: number; dirs: number; evicted: number } {
+    let wip = 0;
+    let dirs = 0;
+    for (const name of readdirSync(join(this.dir, "wip"))) {
+      const pid = Number(name.split("-")[0]);
+      // a wip file is being written by its pid while that process runs
+      if (pid === process.pid || (pid > 0 && isRunning(pid))) continue;
+      rmSync(join(this.dir, "wip", name), { force: true });
+      wip++;
+    }
+    for (const hex of readdirSync(join(this.dir, "chunks/sha256"))) {
+      const d = join(this.dir, "chunks/sha256", hex);
+      if (readdirSync(d).length === 0 && !this.#ledger.pinnedLayers().includes(hex)) {
+        rmSync(d, { recursive: true, force: true });
+        dirs++;
+      }
+    }
+    const before = this.#evictions;
+    this.#evict();
+    return { wip, dirs, evicted: this.#evictions - before };
+  }
+
   /** Releases this instance's pins and claims in the shared ledger. */
   close(): void {
     this.#ledger.close();
@@ -385,6 +472,33 @@ export class LayerCache {
     }
     return found;
   }
+}
+
+/** A layer as the cache directory holds it (augur cache ls). */
+export interface CachedLayer {
+  layer: string;
+  blob: boolean;
+  index: boolean;
+  chunks: number;
+  bytes: number;
+  lastUsed: Date;
+  /** A live augur's incomplete mount needs it. */
+  pinned: boolean;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -11,6 +11,7 @@ import { PREDICT_USAGE, predictCommand } from "../predict/predict-command.js";
 import { MANIFEST_USAGE, manifestCommand } from "../manifest/manifest-command.js";
 import { augurVersion } from "../util/version.js";
 import { READY_USAGE, readyCommand } from "./ready-command.js";
+import { CACHE_USAGE, cacheCommand } from "../cache/cache-command.js";
 
 const USAGE = `augur: a lazy-pulling containerd snapshotter that learns what containers read
 
@@ -48,7 +49,7 @@ Usage:
                       push --cluster), read at start and every 5 minutes
       --trust-artifact DIGEST  a profile artifact whose layer indexes need no
                       entry checks (repeatable)
-${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}${MANIFEST_USAGE}${READY_USAGE}  augur version
+${PULL_USAGE}${TRACE_USAGE}${PREDICT_USAGE}${MANIFEST_USAGE}${CACHE_USAGE}${READY_USAGE}  augur version
   augur help
 `;
 
@@ -133,6 +134,8 @@ async function main(argv: string[]): Promise<void> {
       return manifestCommand(rest);
     case "ready":
       return readyCommand(rest);
+    case "cache":
+      return cacheCommand(rest);
     case "version":
     case "--version":
       process.stdout.write(`augur ${augurVersion()}\n`);

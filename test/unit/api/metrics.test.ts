@@ -1,16 +1,26 @@
 // augur's metrics keep Prometheus' naming conventions, and README's metrics
 // table lists every one with its labels, so an operator's dashboard can be
 // written from the README alone.
-import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LayerCache } from "../../../snapshotter/cache/layer-cache.js";
 import { Metrics } from "../../../snapshotter/api/metrics.js";
 import { FetchStats } from "../../../snapshotter/fetch/fetch-stats.js";
 import type { Snapshotter } from "../../../snapshotter/snapshots/snapshotter.js";
 
 const noSnapshots = { walk: async () => [] } as unknown as Snapshotter;
 
+const cacheDir = mkdtempSync(join(tmpdir(), "augur-metrics-"));
+const cache = new LayerCache(cacheDir, 1 << 20);
+afterAll(() => {
+  cache.close();
+  rmSync(cacheDir, { recursive: true, force: true });
+});
+
 function metrics(): Metrics {
-  const m = new Metrics(noSnapshots, new FetchStats());
+  const m = new Metrics(noSnapshots, new FetchStats(), cache);
   m.observeCall("Stat", 5);
   m.observeFuse("read", 0.001);
   return m;
@@ -28,7 +38,7 @@ describe("metrics", () => {
   it("are named by Prometheus' conventions", async () => {
     const all = await metrics().registry.getMetricsAsJSON();
     const augur = all.filter((m) => m.name.startsWith("augur_"));
-    expect(augur.length).toBeGreaterThanOrEqual(7);
+    expect(augur.length).toBeGreaterThanOrEqual(13);
     for (const m of augur) {
       expect(m.name).toMatch(/^augur_[a-z0-9_]+$/);
       if (String(m.type) === "counter") expect(m.name).toMatch(/_total$/);
