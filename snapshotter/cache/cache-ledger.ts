@@ -278,6 +278,8 @@ export class CacheLedger {
    * overlapping range (the caller waits for its file instead).
    */
   claim(hex: string, start: number, end: number): boolean {
+    // a claim of a neighbour that died goes with it, not only when it expires
+    if (this.claimedByOther(hex, start, end)) return false;
     return this.#write(() => {
       const now = Date.now();
       this.#db.prepare("DELETE FROM claims WHERE since_ms < ? OR owner NOT IN (SELECT owner FROM owners)").run(now - CLAIM_TTL_MS);

@@ -60,6 +60,8 @@ export interface BlobWriter {
 /** Waiting for a neighbour's fetch of the same bytes gives up after this long and fetches itself. */
 const NEIGHBOUR_WAIT_MS = 20_000;
 const NEIGHBOUR_POLL_MS = 20;
+/** A long claim (a whole-blob stream) is renewed this often, well inside the ledger's claim lifetime. */
+const CLAIM_RENEW_MS = 15_000;
 
 /** A fetch this instance claimed; `release` once its bytes are stored (or the fetch failed). */
 export interface RangeClaim {
@@ -174,29 +176,53 @@ export class LayerCache {
    */
   async claimRange(digest: string, offset: number, length: number): Promise<RangeClaim | undefined> {
     const hex = hexOf(digest);
-    const end = offset + length;
-    const deadline = Date.now() + NEIGHBOUR_WAIT_MS;
+    return this.#claim(hex, offset, offset + length, NEIGHBOUR_WAIT_MS, () => {
+      this.#refresh(hex);
+      return this.#cover(hex, offset, offset + length) !== undefined;
+    });
+  }
+
+  /**
+   * Before streaming a whole blob of `size` bytes: waits while a live
+   * neighbour streams it, and resolves undefined once it is in the cache
+   * (blobPath); otherwise claims the stream, kept alive until released.
+   */
+  async claimBlob(digest: string, size: number): Promise<RangeClaim | undefined> {
+    const hex = hexOf(digest);
+    const rel = `blobs/sha256/${hex}`;
+    // no deadline of our own: a stream takes as long as the link needs, and a
+    // neighbour that dies or hangs loses its claim (cache-ledger.ts)
+    return this.#claim(hex, 0, Math.max(1, size), Infinity, () => this.#ledger.has(rel), { keepAlive: true, pollMs: 100 });
+  }
+
+  async #claim(
+    hex: string, start: number, end: number, waitMs: number, landed: () => boolean,
+    { keepAlive = false, pollMs = NEIGHBOUR_POLL_MS }: { keepAlive?: boolean; pollMs?: number } = {},
+  ): Promise<RangeClaim | undefined> {
+    const deadline = Date.now() + waitMs;
     let waited = false;
-    while (!this.#ledger.claim(hex, offset, end)) {
+    while (!this.#ledger.claim(hex, start, end)) {
       waited = true;
       if (Date.now() > deadline) {
-        log.warn("a neighbour's fetch of these layer bytes did not land in time; fetching them here", { layer: digest, offset, length });
+        log.warn("a neighbour's fetch of these layer bytes did not land in time; fetching them here", { layer: `sha256:${hex}`, start, end });
         break;
       }
-      await sleep(NEIGHBOUR_POLL_MS);
-      this.#refresh(hex);
-      if (this.#cover(hex, offset, end)) return undefined;
+      await sleep(pollMs);
+      if (landed()) return undefined;
     }
-    if (waited) {
-      this.#refresh(hex);
-      if (this.#cover(hex, offset, end)) return undefined;
+    if (waited && landed()) {
+      this.#ledger.release(hex, start, end);
+      return undefined;
     }
+    const renew = keepAlive ? setInterval(() => this.#ledger.claim(hex, start, end), CLAIM_RENEW_MS) : undefined;
+    renew?.unref();
     let done = false;
     return {
       release: () => {
         if (done) return;
         done = true;
-        this.#ledger.release(hex, offset, end);
+        clearInterval(renew);
+        this.#ledger.release(hex, start, end);
       },
     };
   }

@@ -214,7 +214,18 @@ export class LayerOpener {
   async #firstContact(spec: RemoteLayerSpec): Promise<TarIndex> {
     const done = await this.streams.turn(spec.layerDigest);
     try {
-      return await this.#stream(spec);
+      // another augur on this cache directory streaming the same layer is waited for, not repeated
+      const claim = await this.cache.claimBlob(spec.layerDigest, spec.size);
+      const path = claim ? undefined : await this.cache.blobPath(spec.layerDigest);
+      if (path) {
+        log.info("layer streamed by another augur on this cache; indexing its copy", { layer: spec.layerDigest });
+        return await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType });
+      }
+      try {
+        return await this.#stream(spec);
+      } finally {
+        claim?.release();
+      }
     } finally {
       done();
     }
