@@ -45,35 +45,30 @@ if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1
 fi
 
-# containerd's own Go snapshotter suite against augur, counted with the tests
-# (skipped when arguments select particular vitest files)
+# Runs a suite script whose last line is "NAME: N passed, N failed, N skipped"
+# and adds its counts; no such line counts as one failure.
+count_suite() {
+  local name=$1 out p f s
+  shift
+  out=$("$@" 2>&1)
+  echo "$out"
+  read -r p f s <<<"$(echo "$out" | tail -n 1 |
+    sed -E "s/^$name: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped\$/\\1 \\2 \\3/")"
+  if ! [[ "$p" =~ ^[0-9]+$ && "$f" =~ ^[0-9]+$ && "$s" =~ ^[0-9]+$ ]]; then
+    echo "$name: no result line: counted as one failure"
+    p=0 f=1 s=0
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
+}
+
+# (both skipped when arguments select particular vitest files)
 if [ "$#" -eq 0 ]; then
-  go_out=$(bash scripts/go-suite.sh 2>&1)
-  echo "$go_out"
-  read -r go_passed go_failed go_skipped <<<"$(echo "$go_out" | tail -n 1 |
-    sed -E 's/^go-suite: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')"
-  if ! [[ "$go_passed" =~ ^[0-9]+$ && "$go_failed" =~ ^[0-9]+$ ]]; then
-    echo "go-suite: no result line: counted as one failure"
-    go_passed=0 go_failed=1 go_skipped=0
-  fi
-  passed=$((passed + go_passed))
-  failed=$((failed + go_failed))
-  skipped=$((skipped + go_skipped))
-fi
-# the other supported Node majors (22, 24): unit tests and one system test each
-# (scripts/node-matrix.sh), counted the same way
-if [ "$#" -eq 0 ] && [ "${AUGUR_NODE_MATRIX:-on}" != off ]; then
-  matrix_out=$(bash scripts/node-matrix.sh 2>&1)
-  echo "$matrix_out"
-  read -r m_passed m_failed m_skipped <<<"$(echo "$matrix_out" | tail -n 1 |
-    sed -E 's/^node-matrix: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')"
-  if ! [[ "$m_passed" =~ ^[0-9]+$ && "$m_failed" =~ ^[0-9]+$ ]]; then
-    echo "node-matrix: no result line: counted as one failure"
-    m_passed=0 m_failed=1 m_skipped=0
-  fi
-  passed=$((passed + m_passed))
-  failed=$((failed + m_failed))
-  skipped=$((skipped + m_skipped))
+  # containerd's own Go snapshotter suite against augur
+  count_suite go-suite bash scripts/go-suite.sh
+  # the other supported Node majors (22, 24): unit tests and one system test each
+  [ "${AUGUR_NODE_MATRIX:-on}" != off ] && count_suite node-matrix bash scripts/node-matrix.sh
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped; checks (typecheck, lint): $checks_failed failed"
 # the last line counts tests; a failed check counts as a failure so CI cannot pass without it

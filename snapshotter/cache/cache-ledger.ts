@@ -62,6 +62,11 @@ const SCHEMA = `
     owner TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, kernel TEXT NOT NULL, seen_ms INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS pins (
     layer TEXT NOT NULL, owner TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (layer, owner));
+  CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
+  INSERT OR IGNORE INTO totals (id, bytes) VALUES (0, 0);
+  CREATE TRIGGER IF NOT EXISTS files_added AFTER INSERT ON files BEGIN UPDATE totals SET bytes = bytes + new.size; END;
+  CREATE TRIGGER IF NOT EXISTS files_removed AFTER DELETE ON files BEGIN UPDATE totals SET bytes = bytes - old.size; END;
+  CREATE TRIGGER IF NOT EXISTS files_resized AFTER UPDATE OF size ON files BEGIN UPDATE totals SET bytes = bytes - old.size + new.size; END;
   CREATE TABLE IF NOT EXISTS claims (
     layer TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, owner TEXT NOT NULL, since_ms INTEGER NOT NULL,
     PRIMARY KEY (layer, start, end));`;
@@ -157,6 +162,8 @@ export class CacheLedger {
         insert.run(f.rel, kind, f.layer, start, end, f.size, Math.round(f.mtimeMs * 1000));
       }
       for (const { rel } of this.#db.prepare("SELECT rel FROM files").all() as { rel: string }[]) if (!onDisk.has(rel)) drop.run(rel);
+      // the running total starts right whatever an older ledger held
+      this.#db.prepare("UPDATE totals SET bytes = (SELECT coalesce(sum(size), 0) FROM files)").run();
     });
     return found.length;
   }
@@ -215,13 +222,30 @@ export class CacheLedger {
       .map((r) => [r.start, r.end]);
   }
 
-  files(): LedgerFile[] {
-    return (this.#db.prepare("SELECT rel, kind, layer, size, used_us FROM files ORDER BY used_us").all() as { rel: string; kind: LedgerKind; layer: string; size: number; used_us: number }[])
-      .map((r) => ({ rel: r.rel, kind: r.kind, layer: r.layer, size: r.size, usedUs: r.used_us }));
+  /** Every file, or those of layer `hex`, least recently used first. */
+  files(hex?: string): LedgerFile[] {
+    const rows = (hex === undefined
+      ? this.#db.prepare("SELECT rel, kind, layer, size, used_us FROM files ORDER BY used_us").all()
+      : this.#db.prepare("SELECT rel, kind, layer, size, used_us FROM files WHERE layer = ? ORDER BY used_us").all(hex)) as {
+      rel: string; kind: LedgerKind; layer: string; size: number; used_us: number;
+    }[];
+    return rows.map((r) => ({ rel: r.rel, kind: r.kind, layer: r.layer, size: r.size, usedUs: r.used_us }));
   }
 
+  /** Files and bytes by kind, over the directory. */
+  totalsByKind(): { files: Record<LedgerKind, number>; bytes: Record<LedgerKind, number> } {
+    const files = { blobs: 0, chunks: 0, indexes: 0 };
+    const bytes = { blobs: 0, chunks: 0, indexes: 0 };
+    for (const r of this.#db.prepare("SELECT kind, count(*) AS n, coalesce(sum(size), 0) AS b FROM files GROUP BY kind").all() as { kind: LedgerKind; n: number; b: number }[]) {
+      files[r.kind] = r.n;
+      bytes[r.kind] = r.b;
+    }
+    return { files, bytes };
+  }
+
+  /** Bytes the directory holds (a running total the triggers keep). */
   usedBytes(): number {
-    return (this.#db.prepare("SELECT coalesce(sum(size), 0) AS n FROM files").get() as { n: number }).n;
+    return (this.#db.prepare("SELECT bytes FROM totals WHERE id = 0").get() as { bytes: number }).bytes;
   }
 
   pin(hex: string): void {
@@ -278,8 +302,8 @@ export class CacheLedger {
    * overlapping range (the caller waits for its file instead).
    */
   claim(hex: string, start: number, end: number): boolean {
-    // a claim of a neighbour that died goes with it, not only when it expires
-    if (this.claimedByOther(hex, start, end)) return false;
+    // a claim of a neighbour that died goes with it (and its owner row), not only when it expires
+    this.#pruneOwners();
     return this.#write(() => {
       const now = Date.now();
       this.#db.prepare("DELETE FROM claims WHERE since_ms < ? OR owner NOT IN (SELECT owner FROM owners)").run(now - CLAIM_TTL_MS);
@@ -295,16 +319,6 @@ export class CacheLedger {
   release(hex: string, start: number, end: number): void {
     if (!this.#db.open) return;
     this.#db.prepare("DELETE FROM claims WHERE layer = ? AND start = ? AND end = ? AND owner = ?").run(hex, start, end, this.owner);
-  }
-
-  /** Whether a live neighbour still claims a range overlapping [start, end). */
-  claimedByOther(hex: string, start: number, end: number): boolean {
-    this.#pruneOwners();
-    return (
-      this.#db
-        .prepare("SELECT 1 FROM claims WHERE layer = ? AND start < ? AND end > ? AND owner != ? AND since_ms >= ? LIMIT 1")
-        .get(hex, end, start, this.owner, Date.now() - CLAIM_TTL_MS) !== undefined
-    );
   }
 
   /** Live instances using the directory, this one included. */

@@ -268,7 +268,7 @@ export class LayerCache {
   /** Drops everything cached for a layer but its index (its data failed verification, or `augur cache evict`). */
   async dropLayer(digest: string): Promise<void> {
     const hex = hexOf(digest);
-    for (const f of this.#ledger.files()) if (f.layer === hex && f.kind !== "indexes") this.#remove(f.rel);
+    for (const f of this.#ledger.files(hex)) if (f.kind !== "indexes") this.#remove(f.rel);
     this.#ranges.delete(hex);
     await rm(join(this.dir, "chunks/sha256", hex), { recursive: true, force: true });
   }
@@ -291,12 +291,7 @@ export class LayerCache {
 
   /** The directory's figures (every augur on it) and this instance's hits, misses and evictions. */
   status(): CacheStatus {
-    const files = { blobs: 0, chunks: 0, indexes: 0 };
-    const bytes = { blobs: 0, chunks: 0, indexes: 0 };
-    for (const f of this.#ledger.files()) {
-      files[f.kind]++;
-      bytes[f.kind] += f.size;
-    }
+    const { files, bytes } = this.#ledger.totalsByKind();
     return {
       dir: this.dir, maxBytes: this.maxBytes, usedBytes: bytes.blobs + bytes.chunks + bytes.indexes, files, bytes,
       pinnedLayers: [...this.#pins.keys()].sort().map((h) => `sha256:${h}`),
@@ -329,8 +324,7 @@ export class LayerCache {
       throw new FailedPreconditionError(`layer ${digest} is in use by a mount that is not complete yet; it can be evicted once its mount is done or gone`);
     }
     let bytes = 0;
-    for (const f of this.#ledger.files()) {
-      if (f.layer !== hex) continue;
+    for (const f of this.#ledger.files(hex)) {
       bytes += f.size;
       this.#remove(f.rel);
     }

@@ -115,9 +115,7 @@ export class LayerOpener {
         return index;
       }
     }
-    const index = path
-      ? await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType })
-      : await this.#firstContact(spec);
+    const index = path ? await indexOfCachedBlob(path, spec) : await this.#firstContact(spec);
     const { bytes } = serializeTarIndex(index);
     await this.cache.storeIndex(spec.layerDigest, bytes);
     return new TarLayerIndex(index, blob);
@@ -219,7 +217,7 @@ export class LayerOpener {
       const path = claim ? undefined : await this.cache.blobPath(spec.layerDigest);
       if (path) {
         log.info("layer streamed by another augur on this cache; indexing its copy", { layer: spec.layerDigest });
-        return await buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType });
+        return await indexOfCachedBlob(path, spec);
       }
       try {
         return await this.#stream(spec);
@@ -260,4 +258,9 @@ export class LayerOpener {
       throw err;
     }
   }
+}
+
+/** Indexes a whole blob the cache holds (checked against the layer digest as it is read). */
+function indexOfCachedBlob(path: string, spec: RemoteLayerSpec): Promise<TarIndex> {
+  return buildTarIndex(createReadStream(path, { highWaterMark: 1 << 20 }), { digest: spec.layerDigest, mediaType: spec.mediaType });
 }
