@@ -272,6 +272,8 @@ export class CacheLedger {
    * One transaction, so two instances never pick the same file.
    */
   evict(maxBytes: number): LedgerFile[] {
+    // the common case on every stored file: under the bound, nothing to order or prune
+    if (this.usedBytes() <= maxBytes) return [];
     this.flushTouches();
     this.#pruneOwners();
     return this.#write(() => {

@@ -374,9 +374,10 @@ export class LayerCache {
       rmSync(join(this.dir, "wip", name), { force: true });
       wip++;
     }
+    const pinned = new Set(this.#ledger.pinnedLayers());
     for (const hex of readdirSync(join(this.dir, "chunks/sha256"))) {
       const d = join(this.dir, "chunks/sha256", hex);
-      if (readdirSync(d).length === 0 && !this.#ledger.pinnedLayers().includes(hex)) {
+      if (readdirSync(d).length === 0 && !pinned.has(hex)) {
         rmSync(d, { recursive: true, force: true });
         dirs++;
       }
