@@ -14,6 +14,8 @@ import { statusRoutes } from "./api/status-routes.js";
 import { Metrics } from "./api/metrics.js";
 import { FailedPreconditionError } from "./errdefs/errors.js";
 import { LayerCache } from "./cache/layer-cache.js";
+import { BlobServer } from "./peer/blob-server.js";
+import { Peers } from "./peer/peers.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { StreamOrder } from "./remote/stream-order.js";
@@ -47,6 +49,8 @@ export class Daemon {
     private readonly stopWatching: () => void,
     private readonly profiles: ProfileSource,
     private readonly refiner: IndexRefiner | undefined,
+    private readonly peers: Peers | undefined,
+    private readonly blobServer: BlobServer | undefined,
   ) {}
 
   static async start(config: ServeConfig): Promise<Daemon> {
@@ -71,6 +75,7 @@ export class Daemon {
           },
         })
       : undefined;
+    const peers = cache && config.peers.length > 0 ? new Peers(config.peers) : undefined;
     const registry = new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) });
     const profiles = new ProfileSource({ registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts });
     const learner = traces
@@ -93,6 +98,7 @@ export class Daemon {
           registry,
           remoteIndex: (spec) => profiles.indexFor(spec),
           cache,
+          ...(peers ? { peers } : {}),
           queue: scheduler,
           stats: fetchStats,
           mount: (dir, view) =>
@@ -151,7 +157,9 @@ export class Daemon {
     traces?.endOrphans((h) => snapshotter.isActive(h.namespace, h.snapshot));
     profiles.start();
     void learner?.retrain();
-    const metrics = new Metrics(snapshotter, fetchStats, cache);
+    const blobServer = cache && config.serveCache ? new BlobServer(cache) : undefined;
+    const serving = blobServer && config.serveCache ? await blobServer.listen(config.serveCache) : undefined;
+    const metrics = new Metrics(snapshotter, fetchStats, cache, { peers: peers?.stats, served: blobServer?.stats });
     late.metrics = metrics;
 
     const server = new grpc.Server();
@@ -178,13 +186,15 @@ export class Daemon {
         indexRefinement: refiner?.status() ?? null,
         // Range requests sent straight to where registries redirected a blob, and redirects followed
         blobLocations: registry.locationCounts,
+        peers: peers ? { urls: peers.urls, ...peers.stats } : null,
+        serving: blobServer && serving ? { address: `${serving.host}:${serving.port}`, ...blobServer.stats } : null,
       })),
       ...prefetchRoutes(remote),
       ...manifestRoutes(),
     ]);
     await api.listen(config.api);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
-    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles, refiner);
+    return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles, refiner, peers, blobServer);
   }
 
   /** Stops accepting calls, lets running ones finish (briefly), and releases the socket and root. */
@@ -197,12 +207,14 @@ export class Daemon {
       });
     });
     await this.api.close();
+    await this.blobServer?.close();
     await this.refiner?.close();
     await this.snapshotter.close();
     this.stopWatching();
     this.profiles.stop();
     this.tracer?.close();
     this.workloads.close();
+    await this.peers?.close();
     // after the mounts are gone: releases this augur's pins in the shared cache ledger
     this.cache?.close();
     rmSync(this.config.socket, { force: true });

@@ -10,13 +10,21 @@ import type { FetchStats } from "../fetch/fetch-stats.js";
 import { status } from "@grpc/grpc-js";
 import type { Snapshotter } from "../snapshots/snapshotter.js";
 import type { CacheStatus } from "../cache/layer-cache.js";
+import type { PeerStats } from "../peer/peers.js";
+import type { BlobServerStats } from "../peer/blob-server.js";
+
+/** Figures of the peer client (--peer) and of the cache served to peers (--serve-cache). */
+export interface PeerFigures {
+  peers?: PeerStats | undefined;
+  served?: BlobServerStats | undefined;
+}
 
 export class Metrics {
   readonly registry = new Registry();
   readonly grpcRequests: Counter<"method" | "code">;
   readonly fuseOperations: Histogram<"op">;
 
-  constructor(snapshotter: Snapshotter, fetchStats?: FetchStats, cache?: { status(): CacheStatus }) {
+  constructor(snapshotter: Snapshotter, fetchStats?: FetchStats, cache?: { status(): CacheStatus }, peerFigures: PeerFigures = {}) {
     this.grpcRequests = new Counter({
       name: "augur_grpc_requests_total",
       help: "Snapshots API calls answered, by method and gRPC status code",
@@ -43,6 +51,7 @@ export class Metrics {
     });
     if (fetchStats) this.#fetchMetrics(fetchStats);
     if (cache) this.#cacheMetrics(cache);
+    this.#peerMetrics(peerFigures);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -104,6 +113,30 @@ export class Metrics {
         this.inc(cache.status().evictions);
       },
     });
+  }
+
+  #peerMetrics({ peers, served }: PeerFigures): void {
+    const registers = [this.registry];
+    const total = (name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]): void => {
+      new Counter({
+        name, help, labelNames, registers,
+        collect() {
+          this.reset();
+          for (const [labels, v] of read()) this.inc(labels, v);
+        },
+      });
+    };
+    if (peers) {
+      total("augur_peer_requests_total", "Misses asked of peers (--peer), by result", ["result"], () => [[{ result: "hit" }, peers.hits], [{ result: "miss" }, peers.misses]]);
+      total("augur_peer_fetched_bytes_total", "Layer bytes peers sent this augur", [], () => [[{}, peers.bytes]]);
+      total("augur_peer_distrusted_total", "Times a peer was set aside for bad bytes, errors or timeouts", [], () => [[{}, peers.distrusted]]);
+    }
+    if (served) {
+      total("augur_served_requests_total", "Requests the cache served to peers (--serve-cache) answered, by result", ["result"], () => [
+        [{ result: "served" }, served.requests - served.notFound - served.busy], [{ result: "not_found" }, served.notFound], [{ result: "busy" }, served.busy],
+      ]);
+      total("augur_served_bytes_total", "Layer bytes this augur's cache served to peers", [], () => [[{}, served.servedBytes]]);
+    }
   }
 
   observeCall(method: string, code: number): void {

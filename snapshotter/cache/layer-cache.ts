@@ -265,6 +265,45 @@ export class LayerCache {
     this.#add(rel, bytes.length, hexOf(digest));
   }
 
+  /**
+   * Drops what the cache holds under bytes [offset, offset+length) of a layer:
+   * they failed their check when read (the disk or a writer spoiled them), so
+   * the next read fetches them again. The whole blob goes if it held them.
+   */
+  async dropRange(digest: string, offset: number, length: number): Promise<void> {
+    const hex = hexOf(digest);
+    const end = offset + length;
+    for (const f of this.#ledger.files(hex)) {
+      const m = /(\d+)-(\d+)$/.exec(f.rel);
+      const overlaps = f.kind === "blobs" || (f.kind === "chunks" && !!m && Number(m[1]) < end && Number(m[2]) > offset);
+      if (!overlaps) continue;
+      this.#remove(f.rel);
+      log.warn("cached layer bytes failed their check on read; dropped, fetching them again", { file: f.rel });
+    }
+  }
+
+  /** Size of the whole blob if the cache holds it, for serving it (peer/blob-server.ts). */
+  async blobSize(digest: string): Promise<number | undefined> {
+    try {
+      return (await stat(join(this.dir, `blobs/sha256/${hexOf(digest)}`))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The [start, end) chunk ranges the directory holds for a layer, merged where they touch. */
+  heldRanges(digest: string): [number, number][] {
+    const hex = hexOf(digest);
+    this.#refresh(hex);
+    const out: [number, number][] = [];
+    for (const [s, e] of this.#ranges.get(hex) ?? []) {
+      const last = out[out.length - 1];
+      if (last && s <= last[1]) last[1] = Math.max(last[1], e);
+      else out.push([s, e]);
+    }
+    return out;
+  }
+
   /** Drops everything cached for a layer but its index (its data failed verification, or `augur cache evict`). */
   async dropLayer(digest: string): Promise<void> {
     const hex = hexOf(digest);

@@ -26,6 +26,10 @@ Usage:
                       (default /etc/containerd/certs.d)
       --cache-dir DIR node-local layer cache, shareable (default <root>/cache)
       --cache-size N  bytes the cache may hold, e.g. 20GiB (default 20GiB)
+      --serve-cache ADDR  serve the cache read-only to peers over the OCI blob
+                      API on host:port (GET/HEAD /v2/<name>/blobs/<digest>)
+      --peer URL      another node's cache (its --serve-cache), asked before the
+                      registry on a miss (repeatable)
       --docker-config FILE  registry credentials (default ~/.docker/config.json)
       --no-lazy       never serve layers lazily; containerd unpacks every layer
       --no-native-copy  keep serving completely cached layers through FUSE
@@ -64,6 +68,8 @@ async function serve(argv: string[]): Promise<void> {
       "hosts-dir": { type: "string" },
       "cache-dir": { type: "string" },
       "cache-size": { type: "string" },
+      "serve-cache": { type: "string" },
+      peer: { type: "string", multiple: true },
       "docker-config": { type: "string" },
       "no-lazy": { type: "boolean" },
       "no-native-copy": { type: "boolean" },
@@ -91,6 +97,7 @@ async function serve(argv: string[]): Promise<void> {
       prefetch: values["no-prefetch"] ? false : undefined,
       refineIndexes: values["no-index-refine"] ? false : undefined,
       clusterManifest: values["cluster-manifest"], trustedArtifacts: values["trust-artifact"],
+      serveCache: values["serve-cache"], peers: values.peer,
     },
     values.config,
   );

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { parse } from "smol-toml";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { DEFAULT_HOSTS_DIR } from "../registry/hosts.js";
+import { parseListenAddress } from "../peer/blob-server.js";
+import { normalizePeerUrl } from "../peer/peers.js";
 
 export { DEFAULT_HOSTS_DIR };
 
@@ -48,6 +50,10 @@ export interface ServeConfig {
   clusterManifest: string | undefined;
   /** Digests of profile artifacts whose layer indexes are trusted without entry checks. */
   trustedArtifacts: string[];
+  /** host:port to serve the cache on, read-only, over the OCI blob API (peer/blob-server.ts); none by default. */
+  serveCache: string | undefined;
+  /** Other nodes' caches (their serve-cache), asked before the registry on a miss. */
+  peers: string[];
   /** After a container ends, add access points to gzip layer indexes where it began reading (remote/index-refiner.ts). */
   refineIndexes: boolean;
 }
@@ -64,7 +70,7 @@ export const DEFAULT_PREFETCH_GRANULARITY = 16;
 export const DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock";
 
 /** TOML key -> setting, and what kind of value it takes. */
-const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" | "count" | "digests" }> = {
+const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" | "size" | "count" | "digests" | "urls" }> = {
   root: { key: "root", type: "string" },
   socket: { key: "socket", type: "string" },
   api: { key: "api", type: "string" },
@@ -85,6 +91,8 @@ const KEYS: Record<string, { key: keyof ServeConfig; type: "string" | "boolean" 
   cluster_manifest: { key: "clusterManifest", type: "string" },
   trusted_artifacts: { key: "trustedArtifacts", type: "digests" },
   refine_indexes: { key: "refineIndexes", type: "boolean" },
+  serve_cache: { key: "serveCache", type: "string" },
+  peers: { key: "peers", type: "urls" },
 };
 
 /** Every key a config file may hold (scripts/host/config.toml shows each with its default). */
@@ -120,6 +128,8 @@ export function loadConfig(flags: ServeFlags, configFile?: string): ServeConfig 
     prefetchGranularity: granularity === undefined ? DEFAULT_PREFETCH_GRANULARITY : parseCount(granularity, "prefetch granularity"),
     clusterManifest: flags.clusterManifest ?? file.clusterManifest,
     trustedArtifacts: checkDigests(flags.trustedArtifacts ?? file.trustedArtifacts ?? [], "trusted artifact"),
+    serveCache: checkListen(flags.serveCache ?? file.serveCache),
+    peers: (flags.peers ?? file.peers ?? []).map(normalizePeerUrl),
   };
 }
 
@@ -135,6 +145,11 @@ export function parseSize(v: string | number, what: string): number {
     if (m && unit !== undefined && Number(m[1]) * unit >= 1) return Math.floor(Number(m[1]) * unit);
   }
   throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} is not a size (bytes, or a number with K, M, G or T, e.g. "10GiB")`);
+}
+
+function checkListen(addr: string | undefined): string | undefined {
+  if (addr !== undefined) parseListenAddress(addr);
+  return addr;
 }
 
 function checkDigests(v: string[], what: string): string[] {
@@ -162,6 +177,8 @@ function readConfigFile(path: string): ServeFlags {
     if (!spec) throw new InvalidArgumentError(`config file ${path}: unknown setting ${JSON.stringify(k)} (known: ${Object.keys(KEYS).join(", ")})`);
     if (spec.type === "boolean") {
       if (typeof v !== "boolean") throw new InvalidArgumentError(`config file ${path}: ${k} must be true or false`);
+    } else if (spec.type === "urls") {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new InvalidArgumentError(`config file ${path}: ${k} must be a list of URLs`);
     } else if (spec.type === "digests") {
       if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new InvalidArgumentError(`config file ${path}: ${k} must be a list of digests`);
       checkDigests(v as string[], `config file ${path}: ${k}:`);

@@ -9,7 +9,20 @@ export interface BlobSource {
   read(offset: number, length: number): Promise<Buffer>;
   /** Told of bytes [offset, offset+data.length) once they matched their digest, so they can be kept. */
   verified?(offset: number, data: Buffer): void;
+  /**
+   * Told that bytes [offset, offset+length) it returned failed their check.
+   * True if reading them again may bring other bytes (they came from the
+   * cache or a peer, now dropped or set aside): the reader tries once more.
+   */
+  rejected?(offset: number, length: number): boolean;
 }
 
 /** Fetches bytes [offset, offset+length) of one layer blob from outside the cache. */
 export type RangeFetcher = (offset: number, length: number) => Promise<Buffer>;
+
+/** Where bytes missing from the cache come from (peers, then the registry), and who is told when they were bad. */
+export interface RangeOrigin {
+  fetch: RangeFetcher;
+  /** As BlobSource.rejected, for bytes this origin fetched. */
+  rejected?(offset: number, length: number): boolean;
+}

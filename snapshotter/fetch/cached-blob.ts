@@ -2,7 +2,7 @@
 // read from disk, others are fetched (registry, mirror or peer) and, once the
 // layer index has verified them, kept for the next reader. Another augur on the
 // same cache directory fetching the same bytes is waited for, not repeated.
-import type { BlobSource, RangeFetcher } from "./blob-source.js";
+import type { BlobSource, RangeFetcher, RangeOrigin } from "./blob-source.js";
 import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
 import type { LayerCache, RangeClaim } from "../cache/layer-cache.js";
@@ -10,6 +10,8 @@ import type { LayerCache, RangeClaim } from "../cache/layer-cache.js";
 const log = logger("fetch");
 /** A claim whose bytes were fetched but never verified (a bad fetch) is released after this long. */
 const UNVERIFIED_RELEASE_MS = 2_000;
+/** Recent reads remembered by where their bytes came from, to drop or blame them if they fail their check. */
+const REMEMBERED_READS = 256;
 
 export class CachedBlob implements BlobSource {
   /** Compressed bytes fetched from outside the cache. */
@@ -17,27 +19,32 @@ export class CachedBlob implements BlobSource {
 
   /** Fetches claimed in the cache's ledger, by offset: released when their bytes are stored. */
   readonly #claims = new Map<number, RangeClaim>();
+  /** `offset:length` of recent reads -> whether the cache answered them. */
+  readonly #answeredBy = new Map<string, "cache" | "origin">();
+  readonly #origin: RangeOrigin;
 
   constructor(
     readonly cache: LayerCache,
     readonly digest: string,
     readonly size: number,
-    readonly fetch: RangeFetcher,
-  ) {}
+    origin: RangeOrigin | RangeFetcher,
+  ) {
+    this.#origin = typeof origin === "function" ? { fetch: origin } : origin;
+  }
 
   async read(offset: number, length: number): Promise<Buffer> {
     const len = Math.max(0, Math.min(length, this.size - offset));
     const local = await this.cache.readRange(this.digest, offset, len);
-    if (local) return local;
+    if (local) return this.#answered(offset, len, "cache", local);
     const claim = await this.cache.claimRange(this.digest, offset, len);
     if (!claim) {
       // a neighbour fetched them meanwhile
       const landed = await this.cache.readRange(this.digest, offset, len);
-      if (landed) return landed;
+      if (landed) return this.#answered(offset, len, "cache", landed);
     }
     let data: Buffer;
     try {
-      data = await this.fetch(offset, len);
+      data = await this.#origin.fetch(offset, len);
     } catch (err) {
       claim?.release();
       throw err;
@@ -48,6 +55,28 @@ export class CachedBlob implements BlobSource {
       this.#claims.set(offset, claim);
       setTimeout(() => this.#release(offset, claim), UNVERIFIED_RELEASE_MS).unref();
     }
+    return this.#answered(offset, len, "origin", data);
+  }
+
+  rejected(offset: number, length: number): boolean {
+    const key = `${offset}:${length}`;
+    const by = this.#answeredBy.get(key);
+    this.#answeredBy.delete(key);
+    if (by === "cache") {
+      // spoiled on disk: dropped, so the next read fetches them
+      void this.cache.dropRange(this.digest, offset, length).catch((err: unknown) =>
+        log.warn("could not drop spoiled cache bytes", { layer: this.digest, offset, error: errorMessage(err) }),
+      );
+      return true;
+    }
+    return by === "origin" ? (this.#origin.rejected?.(offset, length) ?? false) : false;
+  }
+
+  #answered(offset: number, length: number, by: "cache" | "origin", data: Buffer): Buffer {
+    const key = `${offset}:${length}`;
+    this.#answeredBy.delete(key);
+    this.#answeredBy.set(key, by);
+    if (this.#answeredBy.size > REMEMBERED_READS) this.#answeredBy.delete(this.#answeredBy.keys().next().value as string);
     return data;
   }
 

@@ -211,11 +211,22 @@ export class UnitFetcher<T extends Buffer> {
     });
   }
 
-  /** Units first..last in one read, each verified on its own. */
+  /**
+   * Units first..last in one read, each verified on its own. Bytes that fail
+   * from a source that may do better on a second read (a spoiled cache file,
+   * a peer) are read once more: from the registry, whose bytes are final.
+   */
   async #fetch(ids: number[]): Promise<(T | LayerVerificationError)[]> {
     const f = this.#format;
     const start = f.bounds(ids[0] as number).start;
     const end = Math.max(...ids.map((id) => f.bounds(id).end));
+    const first = await this.#read(ids, start, end);
+    if (!first.some((x) => x instanceof LayerVerificationError) || !this.#blob.rejected?.(start, end - start)) return first;
+    return this.#read(ids, start, end);
+  }
+
+  async #read(ids: number[], start: number, end: number): Promise<(T | LayerVerificationError)[]> {
+    const f = this.#format;
     let data: Buffer;
     try {
       data = await this.#blob.read(start, end - start);

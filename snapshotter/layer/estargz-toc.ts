@@ -113,6 +113,19 @@ async function fetch(blob: BlobSource, digest: string, offset: number, length: n
  * annotation), a TOC whose JSON does not match is refused.
  */
 export async function loadToc(blob: BlobSource, digest: string, tocDigest?: string): Promise<LoadedToc> {
+  const reads: [number, number][] = [];
+  const tracked: BlobSource = { size: blob.size, read: (offset, length) => (reads.push([offset, length]), blob.read(offset, length)) };
+  try {
+    return await loadTocFrom(tracked, digest, tocDigest);
+  } catch (err) {
+    if (!(err instanceof LayerVerificationError || err instanceof InvalidArgumentError)) throw err;
+    // bytes from a spoiled cache file or a peer: once more, from the registry
+    if (!reads.map(([o, l]) => blob.rejected?.(o, l) ?? false).some(Boolean)) throw err;
+    return loadTocFrom(blob, digest, tocDigest);
+  }
+}
+
+async function loadTocFrom(blob: BlobSource, digest: string, tocDigest?: string): Promise<LoadedToc> {
   const tailLen = Math.min(FOOTER_SIZE, blob.size);
   const footer = parseFooter(await fetch(blob, digest, blob.size - tailLen, tailLen));
   const tocEnd = blob.size - footer.footerSize;

@@ -5,7 +5,11 @@
 //  - plain layer met for the first time: stream the blob once into the cache
 //    while building its index, then serve it from the cache.
 import { createReadStream } from "node:fs";
+import type { Readable } from "node:stream";
 import { CachedBlob } from "../fetch/cached-blob.js";
+import { peerFirst } from "../fetch/peer-first.js";
+import type { Peers } from "../peer/peers.js";
+import { toReference } from "../registry/reference.js";
 import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { StreamOrder } from "./stream-order.js";
@@ -67,12 +71,14 @@ export class LayerOpener {
     /** Loads of cached indexes take turns, the one a Prepare waits for first. */
     private readonly loads: IndexLoads,
     private readonly remoteIndex?: RemoteIndexSource,
+    /** Other nodes' caches, asked before the registry (peer/peers.ts). */
+    private readonly peers?: Peers,
   ) {}
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
-    return new CachedBlob(this.cache, spec.layerDigest, spec.size, (offset, length) =>
-      this.registry.fetchBlob(spec.imageRef, spec.layerDigest, { offset, length }),
-    );
+    const registry = (offset: number, length: number): Promise<Buffer> => this.registry.fetchBlob(spec.imageRef, spec.layerDigest, { offset, length });
+    const origin = this.peers ? peerFirst(this.peers, toReference(spec.imageRef).repository, spec.layerDigest, registry) : registry;
+    return new CachedBlob(this.cache, spec.layerDigest, spec.size, origin);
   }
 
   /** How the layer will be opened, given what the cache holds now. */
@@ -229,9 +235,22 @@ export class LayerOpener {
     }
   }
 
+  /** The whole blob from a peer that has it, else (or if the peer's copy fails) from the registry. */
   async #stream(spec: RemoteLayerSpec): Promise<TarIndex> {
+    const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest);
+    if (peer) {
+      try {
+        return await this.#streamFrom(spec, peer.body, `peer ${peer.peer}`);
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) throw err;
+        this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
+      }
+    }
+    return this.#streamFrom(spec, await this.registry.blobStream(spec.imageRef, spec.layerDigest, 0), "registry");
+  }
+
+  async #streamFrom(spec: RemoteLayerSpec, stream: Readable, from: string): Promise<TarIndex> {
     const started = Date.now();
-    const stream = await this.registry.blobStream(spec.imageRef, spec.layerDigest, 0);
     const writer = this.cache.blobWriter(spec.layerDigest);
     // the manifest's size is a claim like the digest (containerd's fetcher refuses a mismatch too):
     // a blob longer than it stops there, so it cannot fill the disk
@@ -249,7 +268,7 @@ export class LayerOpener {
       const index = await buildTarIndex(tee(), { digest: spec.layerDigest, mediaType: spec.mediaType });
       await writer.commit();
       log.info("layer streamed, verified and indexed", {
-        layer: spec.layerDigest, bytes: index.blobSize, entries: index.entries.length, ms: Date.now() - started,
+        layer: spec.layerDigest, bytes: index.blobSize, entries: index.entries.length, ms: Date.now() - started, from,
       });
       return index;
     } catch (err) {

@@ -3,6 +3,7 @@
 // describe a layer from Prepare's labels, mount it, and unmount it again.
 import pLimit from "p-limit";
 import type { CachedBlob } from "../fetch/cached-blob.js";
+import type { Peers } from "../peer/peers.js";
 import type { FetchPlan, FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { LayerCache } from "../cache/layer-cache.js";
@@ -45,6 +46,8 @@ export interface RemoteLayersOptions {
   indexLoads?: IndexLoads;
   /** Indexes of plain layers from the registry (manifest/profile-source.ts). */
   remoteIndex?: RemoteIndexSource;
+  /** Other nodes' caches, asked before the registry on a miss. */
+  peers?: Peers;
   mount: LayerMounter;
   platform?: string;
   /** Told once per pull, at the image's first Prepare: what is being pulled. */
@@ -118,7 +121,7 @@ export class RemoteLayers {
 
   constructor(opts: RemoteLayersOptions) {
     this.#opts = opts;
-    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder(), opts.indexLoads ?? new IndexLoads(), opts.remoteIndex);
+    this.#opener = new LayerOpener(opts.registry, opts.cache, opts.queue, opts.stats, opts.streams ?? new StreamOrder(), opts.indexLoads ?? new IndexLoads(), opts.remoteIndex, opts.peers);
   }
 
   /** Works out how to serve a layer; throws (with the reason) when it cannot be taken over. */

@@ -20,7 +20,10 @@ afterAll(() => {
 });
 
 function metrics(): Metrics {
-  const m = new Metrics(noSnapshots, new FetchStats(), cache);
+  const m = new Metrics(noSnapshots, new FetchStats(), cache, {
+    peers: { hits: 0, misses: 0, bytes: 0, distrusted: 0 },
+    served: { requests: 0, servedBytes: 0, notFound: 0, busy: 0 },
+  });
   m.observeCall("Stat", 5);
   m.observeFuse("read", 0.001);
   return m;

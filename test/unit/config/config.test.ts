@@ -22,7 +22,7 @@ describe("loadConfig", () => {
       hostsDir: "/etc/containerd/certs.d", cacheDir: `${DEFAULT_ROOT}/cache`, cacheSize: 20 * 1024 ** 3, dockerConfig: undefined,
       trace: true, traceSize: 256 * 1024 ** 2, containerdAddress: "/run/containerd/containerd.sock",
       prefetch: true, predictor: "replay", prefetchBudget: 1024 ** 3, prefetchGranularity: 16,
-      clusterManifest: undefined, trustedArtifacts: [], refineIndexes: true,
+      clusterManifest: undefined, trustedArtifacts: [], refineIndexes: true, serveCache: undefined, peers: [],
     });
     expect(loadConfig({ root: "/x" }).api).toBe("/x/api.sock");
   });
@@ -30,8 +30,8 @@ describe("loadConfig", () => {
     const shipped = readFileSync(new URL("../../../scripts/host/config.toml", import.meta.url), "utf8");
     const shown = [...shipped.matchAll(/^# ([a-z_]+) = /gm)].map((m) => m[1]);
     expect([...shown].sort()).toEqual([...CONFIG_FILE_KEYS].sort());
-    // uncommented, it changes nothing (the three settings without a default only show their form)
-    const noDefault = new Set(["docker_config", "cluster_manifest", "trusted_artifacts"]);
+    // uncommented, it changes nothing (the settings without a default only show their form)
+    const noDefault = new Set(["docker_config", "cluster_manifest", "trusted_artifacts", "serve_cache"]);
     const uncommented = shipped.replace(/^# ([a-z_]+) = (.*)$/gm, (line, key: string, value: string) => (noDefault.has(key) ? line : `${key} = ${value}`));
     expect(uncommented).not.toBe(shipped);
     expect(loadConfig({}, file(uncommented))).toEqual(loadConfig({}));
@@ -71,6 +71,14 @@ describe("loadConfig", () => {
     expect(loadConfig({ trustedArtifacts: [] }, f).trustedArtifacts).toEqual([]);
     expect(() => loadConfig({ trustedArtifacts: ["sha256:xyz"] })).toThrow(/trusted artifact "sha256:xyz" is not a sha256 digest/);
     expect(() => loadConfig({}, file('trusted_artifacts = "sha256:1"'))).toThrow(/trusted_artifacts must be a list of digests/);
+  });
+  it("reads the peers and the address the cache is served on", () => {
+    const f = file(`serve_cache = "0.0.0.0:5050"\npeers = ["10.0.0.2:5050", "http://10.0.0.3:5050/v2/"]\n`);
+    expect(loadConfig({}, f)).toMatchObject({ serveCache: "0.0.0.0:5050", peers: ["http://10.0.0.2:5050", "http://10.0.0.3:5050"] });
+    expect(loadConfig({ peers: ["https://peer.example"] }, f).peers).toEqual(["https://peer.example"]);
+    expect(() => loadConfig({ serveCache: "somewhere" })).toThrow(/serve-cache "somewhere": expected host:port/);
+    expect(() => loadConfig({ peers: ["ftp://x"] })).toThrow(/peer "ftp:\/\/x": only http and https/);
+    expect(() => loadConfig({}, file('peers = "10.0.0.2:5050"'))).toThrow(/peers must be a list of URLs/);
   });
   it("names what is wrong in a bad file", () => {
     expect(() => loadConfig({}, file("root = ["))).toThrow(/cannot read config file/);

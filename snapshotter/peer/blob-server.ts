@@ -1,0 +1,193 @@
+// `augur serve --serve-cache ADDR`: the node-local cache, read-only, over the
+// OCI distribution blob API, so another augur (--peer), containerd's own
+// hosts.toml mirror setting, or a P2P engine in front (Dragonfly, Spegel) can
+// take layer bytes from this node instead of the registry.
+//
+//   GET|HEAD /v2/                              200 (the API version check)
+//   GET|HEAD /v2/<name>/blobs/<digest>         the whole blob, if cached whole (Range honoured)
+//   GET      /v2/<name>/blobs/<digest> +Range  206 when cached chunks cover the range
+//   GET      /augur/v1/ranges/<digest>         the ranges held of that digest (augur cache sync)
+//
+// Only content by digest: no catalog, no tags, no manifests, no paths (404),
+// nothing written (405). Everything served was verified before it was stored;
+// clients verify it again (augur does, containerd checks the blob's digest).
+// At most `concurrency` requests are served at once; more get 503 and
+// Retry-After, which clients treat as "ask the next host".
+import { createReadStream } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { LayerCache } from "../cache/layer-cache.js";
+import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { logger } from "../util/logging.js";
+
+const log = logger("peer");
+
+const BLOB = /^\/v2\/((?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)\/blobs\/(sha256:[0-9a-f]{64})$/;
+const RANGES = /^\/augur\/v1\/ranges\/(sha256:[0-9a-f]{64})$/;
+/** Requests served at once by default. */
+export const DEFAULT_SERVE_CONCURRENCY = 32;
+/** Ranges larger than this are not assembled from chunks in memory (whole blobs stream). */
+const MAX_CHUNKED_RANGE = 64 << 20;
+
+export interface BlobServerOptions {
+  concurrency?: number;
+}
+
+/** What the server has answered, for /cache/status and /metrics. */
+export interface BlobServerStats {
+  requests: number;
+  servedBytes: number;
+  notFound: number;
+  busy: number;
+}
+
+export class BlobServer {
+  readonly stats: BlobServerStats = { requests: 0, servedBytes: 0, notFound: 0, busy: 0 };
+  readonly #server: Server;
+  readonly #concurrency: number;
+  #active = 0;
+
+  constructor(
+    private readonly cache: LayerCache,
+    opts: BlobServerOptions = {},
+  ) {
+    this.#concurrency = opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY;
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server.keepAliveTimeout = 30_000;
+  }
+
+  /** Listens on `host:port` (`:port` or a bare port means every address); resolves the bound address. */
+  async listen(addr: string): Promise<{ host: string; port: number }> {
+    const { host, port } = parseListenAddress(addr);
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    const bound = this.#server.address();
+    const out = typeof bound === "object" && bound ? { host: bound.address, port: bound.port } : { host: host ?? "", port };
+    log.info("serving the cache to peers (OCI blob API, read-only)", { address: `${out.host}:${out.port}` });
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.stats.requests++;
+    res.setHeader("docker-distribution-api-version", "registry/2.0");
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      return this.#error(res, 405, "UNSUPPORTED", "this is a read-only cache");
+    }
+    if (this.#active >= this.#concurrency) {
+      this.stats.busy++;
+      res.setHeader("retry-after", "1");
+      return this.#error(res, 503, "TOOMANYREQUESTS", "too many requests at once; ask another host");
+    }
+    this.#active++;
+    res.once("close", () => this.#active--);
+    const path = (req.url ?? "/").split("?")[0] as string;
+    try {
+      if (path === "/v2/" || path === "/v2") return this.#json(res, 200, {});
+      const blob = BLOB.exec(path);
+      if (blob) return await this.#blob(req, res, blob[2] as string);
+      const ranges = RANGES.exec(path);
+      if (ranges && req.method === "GET") return this.#json(res, 200, { digest: ranges[1], size: (await this.cache.blobSize(ranges[1] as string)) ?? null, ranges: this.cache.heldRanges(ranges[1] as string) });
+      this.stats.notFound++;
+      return this.#error(res, 404, "NAME_UNKNOWN", "this cache serves blobs by digest only");
+    } catch (err) {
+      log.warn("peer request failed", { path, error: errorMessage(err) });
+      if (!res.headersSent) this.#error(res, 500, "UNKNOWN", "could not read the cache");
+      else res.destroy();
+    }
+  }
+
+  async #blob(req: IncomingMessage, res: ServerResponse, digest: string): Promise<void> {
+    const range = req.headers.range === undefined ? undefined : parseRange(req.headers.range);
+    if (range === null) return this.#error(res, 416, "RANGE_INVALID", `unsupported Range ${JSON.stringify(req.headers.range)}: one "bytes=start-end" or "bytes=start-" only`);
+    const size = await this.cache.blobSize(digest);
+    const path = size === undefined ? undefined : await this.cache.blobPath(digest);
+    if (size !== undefined && path) {
+      res.setHeader("docker-content-digest", digest);
+      res.setHeader("accept-ranges", "bytes");
+      res.setHeader("content-type", "application/octet-stream");
+      if (!range) {
+        res.setHeader("content-length", size);
+        res.writeHead(200);
+        return this.#stream(req, res, path, 0, size);
+      }
+      const end = Math.min(range.end ?? size - 1, size - 1);
+      if (range.start >= size || end < range.start) {
+        res.setHeader("content-range", `bytes */${size}`);
+        return this.#error(res, 416, "RANGE_INVALID", `range starts past the blob's ${size} bytes`);
+      }
+      res.setHeader("content-range", `bytes ${range.start}-${end}/${size}`);
+      res.setHeader("content-length", end - range.start + 1);
+      res.writeHead(206);
+      return this.#stream(req, res, path, range.start, end + 1);
+    }
+    // only chunks, if anything: a range they cover, nothing else
+    if (range && range.end !== undefined && range.end - range.start + 1 <= MAX_CHUNKED_RANGE) {
+      const data = await this.cache.readRange(digest, range.start, range.end - range.start + 1);
+      if (data) {
+        res.setHeader("docker-content-digest", digest);
+        res.setHeader("content-type", "application/octet-stream");
+        res.setHeader("content-range", `bytes ${range.start}-${range.end}/*`);
+        res.setHeader("content-length", data.length);
+        res.writeHead(206);
+        this.stats.servedBytes += req.method === "HEAD" ? 0 : data.length;
+        res.end(req.method === "HEAD" ? undefined : data);
+        return;
+      }
+    }
+    this.stats.notFound++;
+    return this.#error(res, 404, "BLOB_UNKNOWN", `${digest}${range ? ` [${range.start}-${range.end ?? ""}]` : ""} is not in this cache`);
+  }
+
+  #stream(req: IncomingMessage, res: ServerResponse, path: string, start: number, end: number): void {
+    if (req.method === "HEAD" || end <= start) {
+      res.end();
+      return;
+    }
+    const file = createReadStream(path, { start, end: end - 1, highWaterMark: 1 << 20 });
+    file.on("data", (chunk) => (this.stats.servedBytes += chunk.length));
+    // evicted under the reader: the client sees a short body and asks elsewhere
+    file.on("error", () => res.destroy());
+    res.on("close", () => file.destroy());
+    file.pipe(res);
+  }
+
+  #json(res: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  /** An error in the distribution spec's shape. */
+  #error(res: ServerResponse, status: number, code: string, message: string): void {
+    this.#json(res, status, { errors: [{ code, message }] });
+  }
+}
+
+/** One `bytes=a-b` or `bytes=a-`; null for anything else (suffix and multiple ranges are not served). */
+export function parseRange(header: string): { start: number; end?: number } | null {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(header.trim());
+  if (!m) return null;
+  const start = Number(m[1]);
+  const end = m[2] === "" ? undefined : Number(m[2]);
+  if (!Number.isSafeInteger(start) || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) return null;
+  return end === undefined ? { start } : { start, end };
+}
+
+/** `host:port`, `[v6]:port`, `:port` or `port`. */
+export function parseListenAddress(addr: string): { host?: string; port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d+)$/.exec(addr.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 0 && port < 65536)) throw new InvalidArgumentError(`serve-cache ${JSON.stringify(addr)}: expected host:port, e.g. 0.0.0.0:5050`);
+  const host = m[1] ? m[1].replace(/^\[|\]$/g, "") : undefined;
+  return host ? { host, port } : { port };
+}

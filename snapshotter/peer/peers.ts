@@ -1,0 +1,158 @@
+// `--peer URL`: other nodes' caches (augur serve --serve-cache, or anything
+// speaking the OCI blob API), asked before the registry on a miss. A peer is
+// an untrusted source like the registry: what it sends is verified like any
+// other byte (span and chunk digests, the blob digest of a whole stream). A
+// peer that sent bad bytes, failed or timed out is left alone for a while, and
+// the registry answers instead.
+import { pipeline, type Readable } from "node:stream";
+import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { DigestVerifier } from "../registry/digest.js";
+import { HttpTransport, readBody, type HttpResponse } from "../registry/http-transport.js";
+import { rangeHeader } from "../registry/blob-range.js";
+import { logger } from "../util/logging.js";
+
+const log = logger("peer");
+
+/** A peer that failed is not asked again for this long. */
+export const PEER_BACKOFF_MS = 60_000;
+/** A peer is a shortcut: if it is slower than this to answer (or between body chunks), the registry is asked. */
+const PEER_TIMEOUT_MS = 3_000;
+
+export interface PeerStats {
+  /** Ranges and blobs a peer sent. */
+  hits: number;
+  /** Asked, and no peer had it. */
+  misses: number;
+  /** Bytes peers sent. */
+  bytes: number;
+  /** Times a peer was set aside (bad bytes, errors, timeouts). */
+  distrusted: number;
+}
+
+/** Bytes a peer sent, and which peer, to blame it if they fail their check. */
+export interface PeerBytes {
+  data: Buffer;
+  peer: string;
+}
+
+export class Peers {
+  readonly urls: readonly string[];
+  readonly stats: PeerStats = { hits: 0, misses: 0, bytes: 0, distrusted: 0 };
+  readonly #transport: HttpTransport;
+  /** Peer URL -> when it may be asked again. */
+  readonly #avoidUntil = new Map<string, number>();
+
+  constructor(urls: readonly string[], opts: { timeoutMs?: number } = {}) {
+    this.urls = urls.map(normalizePeerUrl);
+    this.#transport = new HttpTransport({ timeoutMs: opts.timeoutMs ?? PEER_TIMEOUT_MS, retries: 0, maxRedirections: 0, concurrency: 16, userAgent: "augur-peer" });
+  }
+
+  /** Peers to ask now, in the configured order. */
+  #usable(): string[] {
+    const now = Date.now();
+    return this.urls.filter((u) => (this.#avoidUntil.get(u) ?? 0) <= now);
+  }
+
+  /** Sets a peer aside for a while; logged once per time. */
+  distrust(peer: string, why: string): void {
+    const until = this.#avoidUntil.get(peer) ?? 0;
+    if (until > Date.now()) return;
+    this.#avoidUntil.set(peer, Date.now() + PEER_BACKOFF_MS);
+    this.stats.distrusted++;
+    log.warn("peer set aside; asking the registry instead", { peer, why, seconds: PEER_BACKOFF_MS / 1000 });
+  }
+
+  /** Bytes [offset, offset+length) of a blob from the first peer that has them, or undefined. */
+  async fetchRange(repository: string, digest: string, offset: number, length: number): Promise<PeerBytes | undefined> {
+    for (const peer of this.#usable()) {
+      const what = `blob ${digest} [${offset}, ${offset + length}) at peer ${peer}`;
+      try {
+        const data = await this.#transport.send({ url: blobUrl(peer, repository, digest), headers: { range: rangeHeader(offset, length) }, what }, async (res) => {
+          if (res.status === 404 || res.status === 416) {
+            await res.body.dump();
+            return undefined;
+          }
+          if (res.status !== 206 || !startsAt(res, offset)) throw new Error(`answered HTTP ${res.status} ${res.header("content-range") ?? ""}`.trim());
+          return readBody(res, length, what);
+        });
+        if (!data) continue;
+        if (data.length !== length) throw new Error(`sent ${data.length} of ${length} bytes`);
+        this.stats.hits++;
+        this.stats.bytes += data.length;
+        return { data, peer };
+      } catch (err) {
+        this.distrust(peer, errorMessage(err));
+      }
+    }
+    this.stats.misses++;
+    return undefined;
+  }
+
+  /**
+   * The whole blob as a stream from the first peer that has it whole, or
+   * undefined. The stream fails at its end unless the bytes match `digest`.
+   */
+  async blobStream(repository: string, digest: string): Promise<{ body: Readable; peer: string } | undefined> {
+    for (const peer of this.#usable()) {
+      const what = `blob ${digest} at peer ${peer}`;
+      try {
+        const body = await this.#transport.send({ url: blobUrl(peer, repository, digest), what }, async (res) => {
+          if (res.status === 404) {
+            await res.body.dump();
+            return undefined;
+          }
+          if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
+          return res.body;
+        });
+        if (!body) continue;
+        this.stats.hits++;
+        const counted: Readable = pipeline(body, new DigestVerifier(digest, what), () => undefined);
+        counted.on("data", (chunk: Buffer) => (this.stats.bytes += chunk.length));
+        return { body: counted, peer };
+      } catch (err) {
+        this.distrust(peer, errorMessage(err));
+      }
+    }
+    this.stats.misses++;
+    return undefined;
+  }
+
+  /** The ranges a peer holds of a blob (augur cache sync): its size if it holds it whole. */
+  async heldRanges(peer: string, digest: string): Promise<{ size: number | null; ranges: [number, number][] }> {
+    const what = `cached ranges of ${digest} at peer ${peer}`;
+    return this.#transport.send({ url: `${normalizePeerUrl(peer)}/augur/v1/ranges/${digest}`, what }, async (res) => {
+      if (res.status !== 200) {
+        await res.body.dump();
+        throw new Error(`${what}: HTTP ${res.status}`);
+      }
+      const doc = JSON.parse((await readBody(res, 16 << 20, what)).toString("utf8")) as { size?: unknown; ranges?: unknown };
+      const ranges = Array.isArray(doc.ranges) ? doc.ranges.filter((r): r is [number, number] => Array.isArray(r) && r.length === 2 && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] >= 0 && r[1] > r[0]) : [];
+      return { size: typeof doc.size === "number" && Number.isSafeInteger(doc.size) ? doc.size : null, ranges };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#transport.close();
+  }
+}
+
+/** A peer's base URL: `http://host:port` (no trailing slash, no /v2). */
+export function normalizePeerUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(/^[a-z]+:\/\//i.test(url) ? url : `http://${url}`);
+  } catch {
+    throw new InvalidArgumentError(`peer ${JSON.stringify(url)} is not a URL (expected http://host:port)`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new InvalidArgumentError(`peer ${JSON.stringify(url)}: only http and https peers are supported`);
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "").replace(/\/v2$/, "")}`;
+}
+
+function blobUrl(peer: string, repository: string, digest: string): string {
+  return `${peer}/v2/${repository}/blobs/${digest}`;
+}
+
+function startsAt(res: HttpResponse, offset: number): boolean {
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.header("content-range") ?? "");
+  return !!m && Number(m[1]) === offset;
+}
