@@ -114,7 +114,11 @@ async function fetch(blob: BlobSource, digest: string, offset: number, length: n
  */
 export async function loadToc(blob: BlobSource, digest: string, tocDigest?: string): Promise<LoadedToc> {
   const reads: [number, number][] = [];
-  const tracked: BlobSource = { size: blob.size, read: (offset, length) => (reads.push([offset, length]), blob.read(offset, length)) };
+  const tracked: BlobSource = {
+    size: blob.size,
+    read: (offset, length) => (reads.push([offset, length]), blob.read(offset, length)),
+    verified: (offset, data) => blob.verified?.(offset, data),
+  };
   try {
     return await loadTocFrom(tracked, digest, tocDigest);
   } catch (err) {
@@ -127,7 +131,8 @@ export async function loadToc(blob: BlobSource, digest: string, tocDigest?: stri
 
 async function loadTocFrom(blob: BlobSource, digest: string, tocDigest?: string): Promise<LoadedToc> {
   const tailLen = Math.min(FOOTER_SIZE, blob.size);
-  const footer = parseFooter(await fetch(blob, digest, blob.size - tailLen, tailLen));
+  const tail = await fetch(blob, digest, blob.size - tailLen, tailLen);
+  const footer = parseFooter(tail);
   const tocEnd = blob.size - footer.footerSize;
   if (footer.tocOffset >= tocEnd) throw new InvalidArgumentError(`layer ${digest}: TOC offset ${footer.tocOffset} out of range`);
   const member = tocEnd - footer.tocOffset;
@@ -160,5 +165,11 @@ async function loadTocFrom(blob: BlobSource, digest: string, tocDigest?: string)
     throw new LayerVerificationError(digest, `TOC is not JSON: ${String(err)}`);
   }
   if (!toc || !Array.isArray(toc.entries)) throw new LayerVerificationError(digest, "TOC has no entries");
+  if (tocDigest !== undefined) {
+    // the TOC matched the layer's annotation, and the footer led to it: worth keeping
+    // (the next mount, and peers this node serves, read them from the cache)
+    blob.verified?.(footer.tocOffset, compressed);
+    blob.verified?.(blob.size - tailLen, tail);
+  }
   return { toc, tocDigest: actual, footer };
 }

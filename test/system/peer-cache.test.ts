@@ -1,0 +1,164 @@
+// Two nodes, each with its own augur, containerd and cache: the first runs an
+// image (plain and eStargz) and serves its cache (--serve-cache); the second
+// (--peer) starts the same images from it, the registry asked only for
+// manifests and configs. A peer that sends corrupted bytes is caught and the
+// registry answers; containerd's own hosts.toml mirror setting pulls from the
+// served cache too.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer, request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { startAugur, type Augur } from "../harness/augur.js";
+import { startContainerd, type Containerd } from "../harness/containerd.js";
+import { startRegistry, type Registry } from "../harness/registry.js";
+import { freePort, removeScratch, run, scratchDir } from "../harness/processes.js";
+import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
+
+const FILES = [randomBytes(3 << 20), randomBytes(200_000), Buffer.from("small file\n")];
+const md5 = (b: Buffer): string => createHash("md5").update(b).digest("hex");
+const SUMS = FILES.map((c, i) => `${md5(c)}  /data/f${i}.bin`).join("\n") + "\n";
+const READ = ["md5sum", ...FILES.map((_, i) => `/data/f${i}.bin`)];
+
+interface Node {
+  augur: Augur;
+  containerd: Containerd;
+}
+let dir: string;
+let registry: Registry;
+let first: Node;
+let second: Node;
+let third: Node;
+let liar: Server;
+let servePort: number;
+let image: BuiltImage;
+const refs = { plain: "", estargz: "" };
+let estargzLayers: string[] = [];
+
+async function startNode(name: string, extraArgs: string[]): Promise<Node> {
+  const nodeDir = join(dir, name);
+  mkdirSync(nodeDir);
+  const augur = await startAugur(nodeDir, { extraArgs: ["--no-prefetch", "--no-native-copy", ...extraArgs] });
+  return { augur, containerd: await startContainerd(nodeDir, augur.socket) };
+}
+
+const rpull = (n: Node, ref: string): Promise<{ code: number; stdout: string; stderr: string }> =>
+  run("ctr-remote", ["--address", n.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 });
+
+async function status(n: Node): Promise<{ peers: { hits: number; bytes: number; distrusted: number } | null; serving: { servedBytes: number } | null }> {
+  const r = await run("curl", ["-sf", "--unix-socket", n.augur.apiSocket, "http://augur/cache/status"]);
+  return JSON.parse(r.stdout) as never;
+}
+
+/** Layer blob GETs the registry answered with bytes, from its access log. */
+function blobGets(log: string, digests: readonly string[]): string[] {
+  return [...log.matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" (\d{3}) (\d+)/g)]
+    .filter((m) => digests.includes(m[1] as string) && (m[2] === "200" || m[2] === "206") && Number(m[3]) > 0)
+    .map((m) => m[1] as string);
+}
+
+beforeAll(async () => {
+  dir = scratchDir("as-peer-");
+  registry = await startRegistry(dir);
+  servePort = await freePort();
+  first = await startNode("first", ["--serve-cache", `127.0.0.1:${servePort}`]);
+  image = await buildImage(join(dir, "img"), {
+    layers: [busyboxLayer(), [{ type: "dir", path: "data" }, ...FILES.map((c, i) => ({ type: "file" as const, path: `data/f${i}.bin`, content: c }))]],
+    cmd: ["/bin/sh"],
+  });
+  refs.plain = `${registry.host}/peer/plain:1`;
+  refs.estargz = `${registry.host}/peer/estargz:1`;
+  pushImage(image, refs.plain);
+  const conv = ["-n", "convert"];
+  await first.containerd.ctrOk([...conv, "content", "fetch", "--plain-http", refs.plain], 120_000);
+  const converted = await run("ctr-remote", ["--address", first.containerd.address, ...conv, "images", "convert", "--estargz", "--oci", refs.plain, refs.estargz], { timeoutMs: 120_000 });
+  if (converted.code !== 0) throw new Error(`ctr-remote convert: ${converted.stderr}`);
+  await first.containerd.ctrOk([...conv, "images", "push", "--plain-http", refs.estargz], 120_000);
+  const manifest = JSON.parse(await first.containerd.ctrOk([...conv, "content", "get", (await first.containerd.ctrOk([...conv, "images", "ls"])).split("\n").find((l) => l.startsWith(refs.estargz))?.split(/\s+/)[2] ?? ""])) as { layers: { digest: string }[] };
+  estargzLayers = manifest.layers.map((l) => l.digest);
+  // the first node runs both images: its cache now holds what they read
+  for (const ref of [refs.plain, refs.estargz]) {
+    const pulled = await rpull(first, ref);
+    if (pulled.code !== 0) throw new Error(`rpull ${ref}: ${pulled.stderr}`);
+    const out = await first.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `first-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000);
+    if (out !== SUMS) throw new Error(`first node read ${out}`);
+  }
+  second = await startNode("second", ["--peer", `http://127.0.0.1:${servePort}`]);
+  // a peer that passes on the first node's cache with one byte of every body flipped
+  liar = createServer((req, res) => {
+    const up = request({ host: "127.0.0.1", port: servePort, path: req.url, method: req.method, headers: req.headers }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      let flipped = false;
+      upRes.on("data", (c: Buffer) => {
+        if (!flipped && (upRes.statusCode === 200 || upRes.statusCode === 206)) {
+          c = Buffer.from(c);
+          c[c.length >> 1] = (c[c.length >> 1] as number) ^ 0x5a;
+          flipped = true;
+        }
+        res.write(c);
+      });
+      upRes.on("end", () => res.end());
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
+  third = await startNode("third", ["--peer", `http://127.0.0.1:${(liar.address() as AddressInfo).port}`]);
+}, 400_000);
+
+afterAll(async () => {
+  for (const n of [third, second, first]) {
+    await n?.containerd.stop();
+    await n?.augur.stop();
+  }
+  await new Promise<void>((r) => (liar ? liar.close(() => r()) : r()));
+  await registry?.stop();
+  await removeScratch(dir);
+}, 120_000);
+
+describe("a node with a warm peer", () => {
+  it("starts a plain image and an eStargz image from the peer's cache, not the registry", async () => {
+    const before = (await registry.settledLog()).length;
+    for (const ref of [refs.plain, refs.estargz]) {
+      const pulled = await rpull(second, ref);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(await second.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `second-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
+    }
+    const log = (await registry.settledLog()).slice(before);
+    // manifests and configs from the registry, no layer bytes
+    expect(log).toMatch(/GET \/v2\/peer\/plain\/manifests\//);
+    expect(blobGets(log, [...image.layerDigests, ...estargzLayers])).toEqual([]);
+    const s = await status(second);
+    expect(s.peers?.hits).toBeGreaterThan(0);
+    expect(s.peers?.bytes).toBeGreaterThan(FILES[0]?.length as number);
+    expect(s.peers?.distrusted).toBe(0);
+    expect((await status(first)).serving?.servedBytes).toBe(s.peers?.bytes);
+    const metrics = await run("curl", ["-sf", "--unix-socket", second.augur.apiSocket, "http://augur/metrics"]);
+    expect(metrics.stdout).toMatch(/^augur_peer_fetched_bytes_total [1-9]\d*$/m);
+  });
+
+  it("a peer that sends corrupted bytes is caught and the registry answers", async () => {
+    const before = (await registry.settledLog()).length;
+    for (const ref of [refs.plain, refs.estargz]) {
+      const pulled = await rpull(third, ref);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(await third.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `third-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
+    }
+    expect((await status(third)).peers?.distrusted).toBeGreaterThan(0);
+    expect(third.augur.proc.log()).toMatch(/peer set aside; asking the registry instead/);
+    expect(blobGets((await registry.settledLog()).slice(before), image.layerDigests).length).toBeGreaterThan(0);
+  });
+
+  it("containerd's own hosts.toml mirror setting pulls layers from the served cache", async () => {
+    const hostsDir = join(dir, "certs.d");
+    mkdirSync(join(hostsDir, registry.host), { recursive: true });
+    writeFileSync(join(hostsDir, registry.host, "hosts.toml"), `server = "http://${registry.host}"\n\n[host."http://127.0.0.1:${servePort}"]\n  capabilities = ["pull"]\n`);
+    const served = (await status(first)).serving?.servedBytes ?? 0;
+    const before = (await registry.settledLog()).length;
+    await second.containerd.ctrOk(["-n", "mirror", "images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "overlayfs", refs.plain], 120_000);
+    expect(blobGets((await registry.settledLog()).slice(before), image.layerDigests)).toEqual([]);
+    expect((await status(first)).serving?.servedBytes).toBeGreaterThan(served);
+    expect(await second.containerd.ctrOk(["-n", "mirror", "run", "--snapshotter", "overlayfs", "--rm", refs.plain, "mirror-run", ...READ], 120_000)).toBe(SUMS);
+  });
+});
