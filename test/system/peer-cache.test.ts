@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { startAugur, type Augur } from "../harness/augur.js";
+import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { freePort, removeScratch, run, scratchDir } from "../harness/processes.js";
@@ -30,6 +30,7 @@ let registry: Registry;
 let first: Node;
 let second: Node;
 let third: Node;
+let synced: Node | undefined;
 let liar: Server;
 let servePort: number;
 let image: BuiltImage;
@@ -108,7 +109,7 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  for (const n of [third, second, first]) {
+  for (const n of [synced, third, second, first]) {
     await n?.containerd.stop();
     await n?.augur.stop();
   }
@@ -160,5 +161,29 @@ describe("a node with a warm peer", () => {
     expect(blobGets((await registry.settledLog()).slice(before), image.layerDigests)).toEqual([]);
     expect((await status(first)).serving?.servedBytes).toBeGreaterThan(served);
     expect(await second.containerd.ctrOk(["-n", "mirror", "run", "--snapshotter", "overlayfs", "--rm", refs.plain, "mirror-run", ...READ], 120_000)).toBe(SUMS);
+  });
+
+  it("augur cache sync copies a peer's layers of an image; a node on that cache then needs no layer bytes from the registry", async () => {
+    const cacheDir = join(dir, "synced-cache");
+    const r = await run(process.execPath, [AUGUR_BIN, "cache", "sync", "--from", `http://127.0.0.1:${servePort}`, "--plain-http", "--cache-dir", cacheDir, "--json", refs.plain, refs.estargz]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { image: string; layers: { digest: string; result: string; bytes: number }[] }[];
+    expect(report.map((x) => x.image)).toEqual([refs.plain, refs.estargz]);
+    expect(report[0]?.layers.map((l) => l.result)).toEqual(image.layerDigests.map(() => "blob"));
+    expect(report[0]?.layers.map((l) => l.bytes)).toEqual(image.layerSizes);
+    expect(report[1]?.layers.map((l) => l.result)).toEqual(estargzLayers.map(() => "chunks"));
+    // bad input is named
+    const noPeer = await run(process.execPath, [AUGUR_BIN, "cache", "sync", "--cache-dir", cacheDir, refs.plain]);
+    expect(noPeer.code).not.toBe(0);
+    expect(noPeer.stderr).toMatch(/needs --from PEER/);
+
+    synced = await startNode("synced", ["--cache-dir", cacheDir]);
+    const before = (await registry.settledLog()).length;
+    for (const ref of [refs.plain, refs.estargz]) {
+      const pulled = await rpull(synced, ref);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(await synced.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `synced-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
+    }
+    expect(blobGets((await registry.settledLog()).slice(before), [...image.layerDigests, ...estargzLayers])).toEqual([]);
   });
 });
