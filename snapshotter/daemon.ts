@@ -16,6 +16,8 @@ import { FailedPreconditionError } from "./errdefs/errors.js";
 import { LayerCache } from "./cache/layer-cache.js";
 import { BlobServer } from "./peer/blob-server.js";
 import { Peers } from "./peer/peers.js";
+import type { RemoteIndex } from "./remote/layer-opener.js";
+import { sha256Digest } from "./util/digest.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { StreamOrder } from "./remote/stream-order.js";
@@ -96,7 +98,8 @@ export class Daemon {
     const remote = cache
       ? new RemoteLayers({
           registry,
-          remoteIndex: (spec) => profiles.indexFor(spec),
+          // the registry's artifacts first, then a peer's cached index: both checked entry by entry
+          remoteIndex: async (spec) => (await profiles.indexFor(spec)) ?? (peers ? peerIndex(peers, spec.layerDigest) : undefined),
           cache,
           ...(peers ? { peers } : {}),
           queue: scheduler,
@@ -221,6 +224,12 @@ export class Daemon {
     rmSync(pidFile(this.config.root), { force: true });
     log.info("stopped", { socket: this.config.socket });
   }
+}
+
+/** A peer's cached index of a layer, as an untrusted remote index (remote/layer-opener.ts checks it). */
+async function peerIndex(peers: Peers, layer: string): Promise<RemoteIndex | undefined> {
+  const got = await peers.fetchIndex(layer);
+  return got && { bytes: got.bytes, digest: sha256Digest(got.bytes), source: `peer ${got.peer}` };
 }
 
 const pidFile = (root: string): string => join(root, "augur.pid");

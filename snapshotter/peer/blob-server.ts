@@ -7,6 +7,8 @@
 //   GET|HEAD /v2/<name>/blobs/<digest>         the whole blob, if cached whole (Range honoured)
 //   GET      /v2/<name>/blobs/<digest> +Range  206 when cached chunks cover the range
 //   GET      /augur/v1/ranges/<digest>         the ranges held of that digest (augur cache sync)
+//   GET      /augur/v1/indexes/<digest>        the layer's seekable index, if cached (untrusted by
+//                                              the asker: checked entry by entry, like the registry's)
 //
 // Only content by digest: no catalog, no tags, no manifests, no paths (404),
 // nothing written (405). Everything served was verified before it was stored;
@@ -23,6 +25,7 @@ const log = logger("peer");
 
 const BLOB = /^\/v2\/((?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)\/blobs\/(sha256:[0-9a-f]{64})$/;
 const RANGES = /^\/augur\/v1\/ranges\/(sha256:[0-9a-f]{64})$/;
+const INDEXES = /^\/augur\/v1\/indexes\/(sha256:[0-9a-f]{64})$/;
 /** Requests served at once by default. */
 export const DEFAULT_SERVE_CONCURRENCY = 32;
 /** Ranges larger than this are not assembled from chunks in memory (whole blobs stream). */
@@ -97,6 +100,14 @@ export class BlobServer {
       if (blob) return await this.#blob(req, res, blob[2] as string);
       const ranges = RANGES.exec(path);
       if (ranges && req.method === "GET") return this.#json(res, 200, { digest: ranges[1], size: (await this.cache.blobSize(ranges[1] as string)) ?? null, ranges: this.cache.heldRanges(ranges[1] as string) });
+      const index = INDEXES.exec(path);
+      const bytes = index && req.method === "GET" ? await this.cache.readIndex(index[1] as string) : undefined;
+      if (bytes) {
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes.length });
+        this.stats.servedBytes += bytes.length;
+        res.end(bytes);
+        return;
+      }
       this.stats.notFound++;
       return this.#error(res, 404, "NAME_UNKNOWN", "this cache serves blobs by digest only");
     } catch (err) {

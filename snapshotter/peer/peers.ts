@@ -17,6 +17,8 @@ const log = logger("peer");
 export const PEER_BACKOFF_MS = 60_000;
 /** A peer is a shortcut: if it is slower than this to answer (or between body chunks), the registry is asked. */
 const PEER_TIMEOUT_MS = 3_000;
+/** A layer index larger than this is not taken from a peer (the registry's limit too). */
+const MAX_INDEX_BYTES = 256 << 20;
 
 export interface PeerStats {
   /** Ranges and blobs a peer sent. */
@@ -114,6 +116,30 @@ export class Peers {
       }
     }
     this.stats.misses++;
+    return undefined;
+  }
+
+  /** The seekable index a peer holds of a layer (untrusted: the caller checks it like the registry's), or undefined. */
+  async fetchIndex(digest: string): Promise<{ bytes: Buffer; peer: string } | undefined> {
+    for (const peer of this.#usable()) {
+      const what = `index of ${digest} at peer ${peer}`;
+      try {
+        const bytes = await this.#transport.send({ url: `${peer}/augur/v1/indexes/${digest}`, what }, async (res) => {
+          if (res.status === 404) {
+            await res.body.dump();
+            return undefined;
+          }
+          if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
+          return readBody(res, MAX_INDEX_BYTES, what);
+        });
+        if (!bytes) continue;
+        this.stats.hits++;
+        this.stats.bytes += bytes.length;
+        return { bytes, peer };
+      } catch (err) {
+        this.distrust(peer, errorMessage(err));
+      }
+    }
     return undefined;
   }
 

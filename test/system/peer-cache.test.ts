@@ -135,6 +135,9 @@ describe("a node with a warm peer", () => {
     expect(s.peers?.bytes).toBeGreaterThan(FILES[0]?.length as number);
     expect(s.peers?.distrusted).toBe(0);
     expect((await status(first)).serving?.servedBytes).toBe(s.peers?.bytes);
+    // the plain layers were read by the peer's index, span by span, not streamed whole first
+    expect(second.augur.proc.log()).toMatch(/layer index from the registry; entries are checked against the tar as they are served layer=\S+ source="peer http/);
+    expect(second.augur.proc.log()).not.toMatch(/layer streamed, verified and indexed/);
     const metrics = await run("curl", ["-sf", "--unix-socket", second.augur.apiSocket, "http://augur/metrics"]);
     expect(metrics.stdout).toMatch(/^augur_peer_fetched_bytes_total [1-9]\d*$/m);
   });
