@@ -32,6 +32,10 @@
 //   augur-shared-cluster the same with --cluster-manifest: another node ran --image once and pushed the
 //                        cluster manifest (augur manifest push --cluster), which holds the shared layers'
 //                        profiles and indexes
+//   augur-plain-peer     "a warm peer": another node (augur --serve-cache, on this host, its link not shaped)
+//                        ran the plain image once (untimed) and keeps serving its cache; the timed node,
+//                        root and cache empty, has --peer pointing at it. Its registry bytes are the
+//                        manifests'; what the peer sent is reported beside them.
 //
 // The registry serves a scratch copy of the storage (blobs hard-linked, repositories copied), writable
 // for the registry modes' pushes and removed afterwards.
@@ -42,13 +46,14 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AUGUR_BIN, REPO, startAugur, type Augur } from "../lib/augur.js";
 import { startContainerd, type Containerd } from "../lib/containerd.js";
-import { canConnect, removeScratch, runOk, scratchDir, startProcess, waitFor, type Proc } from "../lib/processes.js";
+import { canConnect, freePort, removeScratch, runOk, scratchDir, startProcess, waitFor, type Proc } from "../lib/processes.js";
 import { DEFAULT_CACHE, WORKLOADS, buildDebianImages, pushDebianImages, registryStorage, storedManifestLayers, type Workload } from "../images/debian-image.js";
 import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./netns.js";
 
 export const MODES = [
   "overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz",
   "augur-plain-history", "augur-plain-registry", "augur-estargz-warm", "augur-shared-first", "augur-shared-cluster",
+  "augur-plain-peer",
 ] as const;
 export type Mode = (typeof MODES)[number];
 
@@ -117,6 +122,8 @@ interface RunResult {
   /** augur's own figures at READY (GET /cache/status): prefetched bytes used, read bytes that were fetched ahead. */
   prefetchPrecision?: number;
   prefetchRecall?: number;
+  /** Bytes peers sent before READY (augur-plain-peer). */
+  peerBytes?: number;
 }
 
 interface ModeResult {
@@ -260,7 +267,7 @@ async function timedRun(mode: Mode, env: RunEnv, reg: SlowRegistry, ref: string,
   reg.proxy.reset();
   let readyAt = 0;
   let atReady = reg.proxy.stats();
-  let figures: Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> = Promise.resolve({});
+  let figures: Promise<{ prefetchPrecision?: number; prefetchRecall?: number; peerBytes?: number }> = Promise.resolve({});
   const t0 = performance.now();
   if (mode === "overlayfs") {
     await containerd.ctrOk(["images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref], timeoutMs);
@@ -327,12 +334,12 @@ async function indexRefinementDone(augur: Augur): Promise<void> {
 }
 
 /** prefetch precision and recall from augur's GET /cache/status. */
-async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: number; prefetchRecall?: number }> {
+async function prefetchFigures(augur: Augur): Promise<{ prefetchPrecision?: number; prefetchRecall?: number; peerBytes?: number }> {
   const body = await cacheStatusText(augur);
   try {
-    const st = JSON.parse(body) as { prefetch?: { reads?: { recall?: number }; ahead?: { precision?: number } } };
-    if (values.verbose) debug(`augur at READY: ${JSON.stringify(st.prefetch)}`);
-    return { prefetchPrecision: st.prefetch?.ahead?.precision, prefetchRecall: st.prefetch?.reads?.recall };
+    const st = JSON.parse(body) as { prefetch?: { reads?: { recall?: number }; ahead?: { precision?: number } }; peers?: { bytes?: number } | null };
+    if (values.verbose) debug(`augur at READY: ${JSON.stringify(st.prefetch)} peers ${JSON.stringify(st.peers)}`);
+    return { prefetchPrecision: st.prefetch?.ahead?.precision, prefetchRecall: st.prefetch?.reads?.recall, ...(st.peers?.bytes !== undefined ? { peerBytes: st.peers.bytes } : {}) };
   } catch {
     return {};
   }
@@ -394,7 +401,16 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
   const result: ModeResult = { mode, runs: [] };
   let seed: Seed | undefined;
   let moreArgs: string[] = [];
+  let peer: RunEnv | undefined;
   try {
+    if (mode === "augur-plain-peer") {
+      const port = await freePort();
+      say(`  ${mode}: another node runs ${ref} once and serves its cache on 127.0.0.1:${port} (untimed)`);
+      peer = await startEnv("augur-plain-first", undefined, ["--serve-cache", `127.0.0.1:${port}`]);
+      await runOk("ctr-remote", ["--address", peer.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
+      await runUntilReady(peer.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "peer"], workload?.ready ?? "READY", () => undefined);
+      moreArgs = ["--peer", `http://127.0.0.1:${port}`];
+    }
     if (mode === "augur-plain-registry") {
       say(`  ${mode}: another node runs ${ref} once and pushes its profile (untimed)`);
       // the timed node gets nothing of that node's but what it pushed into the registry
@@ -423,6 +439,7 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
           `  ${mode} run ${i}/${runs}: READY after ${r.readyS?.toFixed(2)} s (pull ${r.pullS?.toFixed(2)} s), ` +
             `${((r.bytesBeforeReady ?? 0) / 1e6).toFixed(1)} MB fetched before READY (${((r.bytesTotal ?? 0) / 1e6).toFixed(1)} MB in all)` +
             (r.augurPeakRss ? `, augur peak RSS ${(r.augurPeakRss / 1e6).toFixed(0)} MB` : "") +
+            (r.peerBytes !== undefined ? `, ${(r.peerBytes / 1e6).toFixed(1)} MB from the peer` : "") +
             (r.prefetchRecall !== undefined ? `, prefetch precision ${r.prefetchPrecision?.toFixed(2)} recall ${r.prefetchRecall.toFixed(2)}` : ""),
         );
       } catch (err) {
@@ -440,6 +457,7 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
     result.runs.push({ ok: false, error: msg });
   } finally {
     if (seed) await removeScratch(seed.dir);
+    if (peer) await stopEnv(peer);
   }
   return result;
 }
@@ -484,6 +502,11 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const a = medianOf("augur-estargz-warm");
     const b = medianOf("local");
     lines.push(check(`augur-estargz-warm within 1.3x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s)`, a === undefined || b === undefined ? undefined : a <= 1.3 * b));
+  }
+  if (results.some((r) => r.mode === "augur-plain-peer") && results.some((r) => r.mode === "local")) {
+    const a = medianOf("augur-plain-peer");
+    const b = medianOf("local");
+    lines.push(check(`augur-plain-peer within 1.5x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s: ${a !== undefined && b !== undefined ? (a / b).toFixed(2) : "-"}x)`, a === undefined || b === undefined ? undefined : a <= 1.5 * b));
   }
   for (const [ours, theirs] of pairs) {
     if (!results.some((r) => r.mode === ours) || !results.some((r) => r.mode === theirs)) continue;

@@ -19,7 +19,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { CacheLedger, type FoundFile } from "./cache-ledger.js";
 
@@ -113,15 +113,25 @@ export class LayerCache {
     let size = 0;
     let failed: Error | undefined;
     out.on("error", (err) => (failed = err));
+    const what = `layer blob ${digest}`;
     return {
       write: async (chunk) => {
-        if (failed) throw failed;
+        if (failed) throw spaceError(failed, this.dir, what);
         size += chunk.length;
-        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", resolve));
+        if (out.write(chunk)) return;
+        // a full disk fails the stream: its error, not a drain that never comes
+        await new Promise<void>((resolve, reject) => {
+          const onError = (err: Error): void => reject(spaceError(err, this.dir, what));
+          out.once("error", onError);
+          out.once("drain", () => {
+            out.off("error", onError);
+            resolve();
+          });
+        });
       },
       commit: async () => {
-        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-        if (failed) throw failed;
+        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(spaceError(err, this.dir, what)) : resolve())));
+        if (failed) throw spaceError(failed, this.dir, what);
         await rename(tmp, join(this.dir, rel));
         this.#add(rel, size, hexOf(digest));
       },
@@ -438,7 +448,7 @@ export class LayerCache {
       await rename(tmp, join(this.dir, rel));
     } catch (err) {
       await rm(tmp, { force: true });
-      throw err;
+      throw spaceError(err, this.dir, rel);
     }
   }
 
@@ -559,6 +569,13 @@ async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");
+}
+
+/** ENOSPC/EDQUOT as an error that says what to do; other errors as they are. Nothing torn is left: writes go to wip/ first. */
+function spaceError(err: unknown, dir: string, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code !== "ENOSPC" && code !== "EDQUOT") return err;
+  return new UnavailableError(`cache directory ${dir} is out of space (${code}) storing ${what}: free space there, or set --cache-size below what its disk holds`, { cause: err });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
