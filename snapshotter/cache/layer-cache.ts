@@ -572,9 +572,9 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** ENOSPC/EDQUOT as an error that says what to do; other errors as they are. Nothing torn is left: writes go to wip/ first. */
-function spaceError(err: unknown, dir: string, what: string): unknown {
+function spaceError(err: unknown, dir: string, what: string): Error {
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  if (code !== "ENOSPC" && code !== "EDQUOT") return err;
+  if (code !== "ENOSPC" && code !== "EDQUOT") return err instanceof Error ? err : new Error(String(err));
   return new UnavailableError(`cache directory ${dir} is out of space (${code}) storing ${what}: free space there, or set --cache-size below what its disk holds`, { cause: err });
 }
 
