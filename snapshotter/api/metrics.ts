@@ -96,7 +96,7 @@ export class Metrics {
     });
     new Gauge({ name: "augur_cache_limit_bytes", help: "The cache directory's byte bound (--cache-size)", registers, collect() { this.set(cache.status().maxBytes); } });
     new Gauge({ name: "augur_cache_instances", help: "Live augurs using the cache directory, this one included", registers, collect() { this.set(cache.status().instances); } });
-    new Gauge({ name: "augur_cache_pinned_layers", help: "Layers the incomplete mounts of augurs on the cache directory pin", registers, collect() { this.set(cache.status().directoryPinnedLayers.length); } });
+    new Gauge({ name: "augur_cache_pinned_layers", help: "Layers augurs on the cache directory are still opening (pinned against eviction)", registers, collect() { this.set(cache.status().directoryPinnedLayers.length); } });
     new Counter({
       name: "augur_cache_reads_total", help: "This augur's reads from the cache, by whether the cache held the bytes", labelNames: ["result"], registers,
       collect() {

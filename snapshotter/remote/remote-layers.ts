@@ -289,6 +289,9 @@ export class RemoteLayers {
       // in the background (a bad one is rebuilt by streaming), and a first
       // contact streams on, so containerd's next Prepare need not wait.
       const opening = view.start();
+      // Pinned while it opens (a first contact indexes the blob it streams into the cache); once
+      // open, whatever eviction takes is fetched again on the next read, and the bound holds.
+      opening.then(unpin, () => undefined);
       this.#openRestOf(spec.layerDigest);
       this.#noteReady(spec.layerDigest, opening);
       opening.then((index) => this.#checkWholeLater(dir, spec, view, index), () => undefined);
