@@ -87,7 +87,7 @@ export class Authorizer {
     const what = `token for ${scope} from ${realm.host} (registry ${endpoint.host})`;
     const started = Date.now();
     const req = creds && "identityToken" in creds ? refreshTokenRequest(realm, service, scope, creds.identityToken) : getTokenRequest(realm, service, scope, creds);
-    const body = await this.#transport.send({ ...req, what, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}) }, (res) => readTokenResponse(res, what));
+    const body = await this.#transport.send({ ...req, what, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), ...(endpoint.client ? { client: endpoint.client } : {}) }, (res) => readTokenResponse(res, what));
     const token = body.token ?? body.access_token;
     if (typeof token !== "string" || token === "") throw new FailedPreconditionError(`${what}: token response has no token`);
     const seconds = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;

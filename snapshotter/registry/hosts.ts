@@ -29,6 +29,13 @@ export interface RegistryEndpoint {
   ca?: readonly string[];
   /** Extra request headers (`[host."…".header]`). */
   headers: Record<string, string>;
+  /** TLS client certificates (`client`), absolute paths: a key file, or none when the cert file holds the key too. */
+  client?: readonly ClientCertificate[];
+}
+
+export interface ClientCertificate {
+  cert: string;
+  key?: string;
 }
 
 /** True for localhost and loopback addresses, with or without a port (containerd's IsLocalhost). */
@@ -90,6 +97,7 @@ function topLevelOverrides(doc: Record<string, unknown>, file: string, dir: stri
   if (doc.capabilities !== undefined) overrides.capabilities = parseCapabilities(doc.capabilities, file);
   if (doc.skip_verify !== undefined) overrides.skipVerify = asBoolean(doc.skip_verify, `${file}: skip_verify`);
   if (doc.header !== undefined) overrides.headers = parseHeaders(doc.header, file);
+  if (doc.client !== undefined) overrides.client = parseClient(doc.client, `${file}: client`, dir);
   return overrides;
 }
 
@@ -105,7 +113,6 @@ function parseHostTable(server: string, table: Record<string, unknown>, where: s
   const overridePath = table.override_path === undefined ? false : asBoolean(table.override_path, `${where}: override_path`);
   let path = url.pathname.replace(/\/+$/, "");
   if (!overridePath && !path.endsWith("/v2")) path += "/v2";
-  if (table.client !== undefined) log.info("ignoring TLS client certificate settings from hosts.toml", { where });
   return {
     host: url.host,
     url: `${url.protocol}//${url.host}${path}`,
@@ -113,7 +120,26 @@ function parseHostTable(server: string, table: Record<string, unknown>, where: s
     skipVerify: table.skip_verify === undefined ? false : asBoolean(table.skip_verify, `${where}: skip_verify`),
     headers: table.header === undefined ? {} : parseHeaders(table.header, where),
     ...(table.ca === undefined ? {} : { ca: parseCa(table.ca, `${where}: ca`, dir) }),
+    ...(table.client === undefined ? {} : { client: parseClient(table.client, `${where}: client`, dir) }),
   };
+}
+
+/**
+ * `client = "both.pem"`, `client = ["a.pem", "b.pem"]` or `client = [["cert.pem", "key.pem"], ["both.pem", ""]]`,
+ * as containerd reads it: a cert file alone (or with an empty key) holds its key too; paths relative to the hosts.toml.
+ */
+function parseClient(value: unknown, where: string, dir: string): ClientCertificate[] {
+  const path = (v: unknown): string => {
+    const p = asString(v, where);
+    return isAbsolute(p) ? p : resolve(dir, p);
+  };
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((item) => {
+    if (!Array.isArray(item)) return { cert: path(item) };
+    if (item.length < 1 || item.length > 2) throw new InvalidArgumentError(`${where}: each pair must be [cert, key]`);
+    const key = item[1] === undefined || item[1] === "" ? undefined : path(item[1]);
+    return key ? { cert: path(item[0]), key } : { cert: path(item[0]) };
+  });
 }
 
 /** `ca = "file"` or `ca = ["a", "b"]`: paths relative to the hosts.toml's directory, as containerd reads them. */

@@ -42,6 +42,8 @@ export interface HttpRequest {
   skipVerify?: boolean;
   /** PEM files of CAs to trust for this request besides the system's (hosts.toml `ca`). */
   ca?: readonly string[];
+  /** TLS client certificates to present (hosts.toml `client`). */
+  client?: readonly { cert: string; key?: string }[];
   /** Names the host and object in errors, e.g. `blob sha256:… at 127.0.0.1:5000/demo`. */
   what: string;
 }
@@ -110,28 +112,34 @@ export class HttpTransport {
     this.#insecure = this.#agent({ rejectUnauthorized: false });
   }
 
-  #agent(tls: { rejectUnauthorized: boolean; ca?: string[] }): Dispatcher {
+  #agent(tls: { rejectUnauthorized: boolean; ca?: string[]; cert?: string[]; key?: string[] }): Dispatcher {
     const a = new Agent({ connect: { timeout: this.#timeoutMs, ...tls } });
     this.#agents.push(a);
     return a.compose(this.#chain);
   }
 
-  /** The agent for `req`: insecure, the system's trust store, or that plus the request's own CAs (one agent per set). */
+  /** The agent for `req`: insecure, the system's trust store, or that plus the request's own CAs and client certificates (one agent per set). */
   #dispatcherFor(req: HttpRequest): Dispatcher {
-    if (req.skipVerify) return this.#insecure;
-    if (!req.ca?.length) return this.#verifying;
-    const key = req.ca.join("\n");
+    if (!req.ca?.length && !req.client?.length) return req.skipVerify ? this.#insecure : this.#verifying;
+    const key = JSON.stringify([req.skipVerify ?? false, req.ca ?? [], req.client ?? []]);
     let d = this.#withCa.get(key);
     if (!d) {
-      const pems = req.ca.map((file) => {
+      const read = (file: string, setting: string): string => {
         try {
           return readFileSync(file, "utf8");
         } catch (err) {
-          throw new FailedPreconditionError(`${req.what}: cannot read CA file ${file} (hosts.toml ca): ${errorMessage(err)}`, { cause: err });
+          throw new FailedPreconditionError(`${req.what}: cannot read ${setting} file ${file} (hosts.toml ${setting}): ${errorMessage(err)}`, { cause: err });
         }
+      };
+      const pems = (req.ca ?? []).map((file) => read(file, "ca"));
+      const client = req.client ?? [];
+      d = this.#agent({
+        rejectUnauthorized: !req.skipVerify,
+        // as containerd does: the system's roots, and these besides
+        ...(pems.length ? { ca: [...rootCertificates, ...pems] } : {}),
+        // a cert file without a key file holds its key too
+        ...(client.length ? { cert: client.map((c) => read(c.cert, "client")), key: client.map((c) => read(c.key ?? c.cert, "client")) } : {}),
       });
-      // as containerd does: the system's roots, and these besides
-      d = this.#agent({ rejectUnauthorized: true, ca: [...rootCertificates, ...pems] });
       this.#withCa.set(key, d);
     }
     return d;

@@ -351,7 +351,7 @@ export class RegistryClient {
       let challenges: Challenge[] = [];
       const headers = { ...endpoint.headers, ...init.headers, ...(authorization ? { authorization } : {}) };
       const url = init.url ?? endpoint.url + path;
-      const request = { url, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), what, ...(init.body !== undefined ? { body: init.body } : {}) };
+      const request = { url, method: init.method ?? "GET", headers, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), ...(endpoint.client ? { client: endpoint.client } : {}), what, ...(init.body !== undefined ? { body: init.body } : {}) };
       const result = await this.#transport.send(request, async (res) => {
         if (res.status !== 401) return { value: await consume(res) };
         challenges = parseWwwAuthenticate(res.headers["www-authenticate"]);

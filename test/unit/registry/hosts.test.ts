@@ -102,7 +102,24 @@ describe("hosts.toml", () => {
     expect((await loadHosts("top.example", dir))[0]?.ca).toEqual([join(dir, "top.example", "ca.pem")]);
   });
 
+  it("reads client certificates the three ways containerd does", async () => {
+    write("mtls.example", [
+      '[host."https://a.example"]\n  client = "both.pem"',
+      '[host."https://b.example"]\n  client = ["/etc/c1.pem", "c2.pem"]',
+      '[host."https://c.example"]\n  client = [["c.cert", "c.key"], ["/etc/d.pem", ""]]',
+      "",
+    ].join("\n"));
+    const d = join(dir, "mtls.example");
+    expect((await loadHosts("mtls.example", dir)).map((e) => e.client)).toEqual([
+      [{ cert: join(d, "both.pem") }],
+      [{ cert: "/etc/c1.pem" }, { cert: join(d, "c2.pem") }],
+      [{ cert: join(d, "c.cert"), key: join(d, "c.key") }, { cert: "/etc/d.pem" }],
+      undefined,
+    ]);
+  });
+
   it.each([
+    ['[host."https://m"]\nclient = [["a", "b", "c"]]\n', "each pair must be [cert, key]"],
     ["server = ", "invalid TOML"],
     ['[host."https://m"]\ncapabilities = ["pull", "fly"]\n', 'unknown capability "fly"'],
     ['[host."https://m"]\nskip_verify = "yes"\n', "skip_verify must be true or false"],
