@@ -24,8 +24,12 @@ export interface Registry {
 
 /** TLS and token authentication, as a registry people pull from has them. */
 export interface RegistrySecurity {
-  tls: { certificate: string; key: string };
-  token: { realm: string; service: string; issuer: string; rootcertbundle: string };
+  /** `clientcas`: CA files clients' certificates must chain to (mutual TLS). */
+  tls: { certificate: string; key: string; clientcas?: string[] };
+  /** Bearer tokens from a token server, or */
+  token?: { realm: string; service: string; issuer: string; rootcertbundle: string };
+  /** HTTP basic auth against an htpasswd file (bcrypt). */
+  htpasswd?: { realm: string; path: string };
 }
 
 /** docker-registry's YAML: access log on (tests read fetched bytes from it), filesystem storage. */
@@ -46,8 +50,12 @@ export function registryConfig(opts: { storage: string; addr: string; readOnly?:
     "http:",
     `  addr: ${opts.addr}`,
     ...(sec
-      ? ["  tls:", `    certificate: ${sec.tls.certificate}`, `    key: ${sec.tls.key}`, "auth:", "  token:",
-        ...Object.entries(sec.token).map(([k, v]) => `    ${k}: ${v}`)]
+      ? [
+          "  tls:", `    certificate: ${sec.tls.certificate}`, `    key: ${sec.tls.key}`,
+          ...(sec.tls.clientcas ? ["    clientcas:", ...sec.tls.clientcas.map((c) => `      - ${c}`)] : []),
+          ...(sec.token ? ["auth:", "  token:", ...Object.entries(sec.token).map(([k, v]) => `    ${k}: ${v}`)] : []),
+          ...(sec.htpasswd ? ["auth:", "  htpasswd:", `    realm: ${sec.htpasswd.realm}`, `    path: ${sec.htpasswd.path}`] : []),
+        ]
       : []),
     "",
   ].join("\n");
