@@ -36,6 +36,11 @@
 //                        ran the plain image once (untimed) and keeps serving its cache; the timed node,
 //                        root and cache empty, has --peer pointing at it. Its registry bytes are the
 //                        manifests'; what the peer sent is reported beside them.
+//   augur-estargz-redirect-each  augur-estargz with blob locations not kept (AUGUR_BLOB_LOCATION_TTL_MS=0): with
+//                        --redirect, every Range request follows the registry's redirect (the cost augur's reuse saves)
+//
+// --redirect puts a front before the registry that answers every blob GET with a 307 to a storage URL after
+// one round trip (as Docker Hub, ECR and GCR do); the storage request then pays the proxy's latency like any other.
 //
 // The registry serves a scratch copy of the storage (blobs hard-linked, repositories copied), writable
 // for the registry modes' pushes and removed afterwards.
@@ -53,7 +58,7 @@ import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./net
 export const MODES = [
   "overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz",
   "augur-plain-history", "augur-plain-registry", "augur-estargz-warm", "augur-shared-first", "augur-shared-cluster",
-  "augur-plain-peer",
+  "augur-plain-peer", "augur-estargz-redirect-each",
 ] as const;
 export type Mode = (typeof MODES)[number];
 
@@ -69,6 +74,7 @@ const { values } = parseArgs({
     cache: { type: "string", default: DEFAULT_CACHE },
     out: { type: "string" },
     build: { type: "boolean", default: false },
+    redirect: { type: "boolean", default: false },
     timeout: { type: "string", default: "600" },
     "drop-caches": { type: "boolean", default: false },
     // How augur is started. {cache} is replaced by the run's augur cache directory,
@@ -218,7 +224,8 @@ async function startEnv(mode: Mode, seed?: Seed, moreAugurArgs: string[] = []): 
     }
     if (mode.startsWith("augur")) {
       const extra = values["augur-args"].split(" ").filter(Boolean).map((a) => a.replaceAll("{cache}", augurCache).replaceAll("{hosts}", hostsDir));
-      augur = await startAugur(dir, { root: join(dir, "ar"), socket: join(dir, "augur.sock"), extraArgs: [...extra, ...moreAugurArgs] });
+      const env = mode === "augur-estargz-redirect-each" ? { AUGUR_BLOB_LOCATION_TTL_MS: "0" } : undefined;
+      augur = await startAugur(dir, { root: join(dir, "ar"), socket: join(dir, "augur.sock"), extraArgs: [...extra, ...moreAugurArgs], ...(env ? { env } : {}) });
     }
     const containerd = await startContainerd(dir, augur?.socket ?? join(dir, "augur.sock"), stargz ? { proxies: { stargz: join(dir, "stargz.sock") } } : {});
     return { dir, augurCache, augur, stargz, containerd };
@@ -395,7 +402,7 @@ const pushManifest = (ref: string, cluster?: string) => async (root: string, cac
 };
 
 async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
-  const tag = mode === "augur-estargz" || mode === "stargz-estargz" || mode === "augur-estargz-warm" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
+  const tag = mode === "augur-estargz" || mode === "stargz-estargz" || mode === "augur-estargz-warm" || mode === "augur-estargz-redirect-each" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
   const repo = mode === "augur-plain-registry" ? fleetRepo(workload?.repo ?? "") : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
   const ref = `${reg.host}/${repo}:${tag}`;
   const result: ModeResult = { mode, runs: [] };
@@ -508,6 +515,11 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const b = medianOf("local");
     lines.push(check(`augur-plain-peer within 1.5x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s: ${a !== undefined && b !== undefined ? (a / b).toFixed(2) : "-"}x)`, a === undefined || b === undefined ? undefined : a <= 1.5 * b));
   }
+  if (results.some((r) => r.mode === "augur-estargz-redirect-each") && results.some((r) => r.mode === "augur-estargz")) {
+    const a = medianOf("augur-estargz");
+    const b = medianOf("augur-estargz-redirect-each");
+    lines.push(`- MEASURED: blob locations kept (augur-estargz) ${a?.toFixed(2) ?? "-"} s vs every Range request redirected (augur-estargz-redirect-each) ${b?.toFixed(2) ?? "-"} s${values.redirect ? "" : " (without --redirect the two should match)"}`);
+  }
   for (const [ours, theirs] of pairs) {
     if (!results.some((r) => r.mode === ours) || !results.some((r) => r.mode === theirs)) continue;
     const a = medianOf(ours);
@@ -574,7 +586,7 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
       ? [`The augur-shared-* modes run ${sharedWorkload?.name} (${sharedWorkload?.description}; layers ${sharedWorkload?.layers.join(", ")}), never run in the bench; their ratio column is still to ${workload?.name}'s full pull.`]
       : []),
     ...(!base && Number.isFinite(baseOk) ? [`Ratios are to a full pull of ${baseOk} s given with --baseline-s.`] : []),
-    `Registry behind ${meta.rateMbit} Mbit/s (tc htb, both directions) + ${meta.latencyMs} ms per connection and per request (user-space proxy). Median of ${runs} runs, each from a wiped state.`,
+    `Registry behind ${meta.rateMbit} Mbit/s (tc htb, both directions) + ${meta.latencyMs} ms per connection and per request (user-space proxy)${values.redirect ? ", every blob GET redirected to storage after one more round trip (--redirect)" : ""}. Median of ${runs} runs, each from a wiped state.`,
     "",
     "```",
     imageSummary(),
@@ -621,11 +633,11 @@ async function main(): Promise<void> {
   const latencyMs = Number(values.latency);
   const dir = scratchDir("augur-bench-reg-");
   say(`lazy-pull benchmark: image ${workload?.name}, modes ${modes.join(", ")}, ${runs} runs, ${rateMbit} Mbit/s, ${latencyMs} ms latency`);
-  const reg = await startSlowRegistry(dir, await scratchStorage(dir), { rateMbit, latencyMs, writable: true });
+  const reg = await startSlowRegistry(dir, await scratchStorage(dir), { rateMbit, latencyMs, writable: true, redirect: values.redirect });
   hostsDir = join(dir, "certs.d");
   mkdirSync(join(hostsDir, reg.host), { recursive: true });
   writeFileSync(join(hostsDir, reg.host, "hosts.toml"), `server = "http://${reg.host}"\n`);
-  say(`registry in netns ${reg.netns.name} (${reg.netns.nsIp}:5000), clients use ${reg.host}`);
+  say(`registry in netns ${reg.netns.name} (${reg.netns.nsIp}:5000), clients use ${reg.host}${reg.front ? " (a front redirecting every blob GET to storage)" : ""}`);
   const results: ModeResult[] = [];
   try {
     for (const mode of modes) results.push(await benchMode(mode, reg));

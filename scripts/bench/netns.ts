@@ -9,6 +9,7 @@
 // exception or a signal) by a synchronous fallback.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { canConnect, runOk, startProcess, waitFor, type Proc } from "../lib/processes.js";
@@ -297,11 +298,78 @@ export async function startLatencyProxy(target: { host: string; port: number }, 
   };
 }
 
+// ---------------------------------------------------------------- a redirecting front
+
+export interface RedirectingFront {
+  host: string;
+  port: number;
+  /** Redirects sent (blob GETs), and storage requests served. */
+  counts(): { redirects: number; storage: number };
+  close(): Promise<void>;
+}
+
+/**
+ * The registry as most public ones behave (Docker Hub, ECR, GCR): every blob
+ * GET is answered with a 307 to a signed storage URL, after one round trip
+ * (`latencyMs`), and the storage request then goes through the latency proxy
+ * like any other. Everything else passes through.
+ */
+export async function startRedirectingFront(upstream: { host: string; port: number }, latencyMs: number): Promise<RedirectingFront> {
+  const counts = { redirects: 0, storage: 0 };
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
+  let self = "";
+  const forward = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+    const headers = { ...req.headers, host: `${upstream.host}:${upstream.port}` };
+    const up = httpRequest({ host: upstream.host, port: upstream.port, path, method: req.method, headers, agent }, (u) => {
+      res.writeHead(u.statusCode ?? 502, u.headers);
+      u.pipe(res);
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  };
+  const server = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://front");
+    const blob = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+    if (blob && req.method === "GET") {
+      counts.redirects++;
+      void sleep(latencyMs).then(() => {
+        res.writeHead(307, { location: `http://${self}/storage/${blob[1]}/${blob[2]}?X-Signature=${Date.now().toString(36)}`, "content-length": 0 });
+        res.end();
+      });
+      return;
+    }
+    const stored = /^\/storage\/(.+)\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+    if (stored) {
+      counts.storage++;
+      forward(req, res, `/v2/${stored[1]}/blobs/${stored[2]}`);
+      return;
+    }
+    forward(req, res, req.url ?? "/");
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  self = `127.0.0.1:${port}`;
+  return {
+    host: "127.0.0.1",
+    port,
+    counts: () => ({ ...counts }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 // ---------------------------------------------------------------- the whole thing
 
 export interface SlowRegistry {
-  /** host:port clients use (the proxy). */
+  /** host:port clients use (the proxy, or the redirecting front before it). */
   host: string;
+  /** With `redirect`: the front that answers blob GETs with a redirect to storage. */
+  front?: RedirectingFront;
   netns: ShapedNetns;
   proxy: LatencyProxy;
   registry: Proc;
@@ -312,7 +380,7 @@ export interface SlowRegistry {
  * docker-registry serving `storage` (read-only unless `writable`) inside a shaped namespace,
  * reached through the latency proxy.
  */
-export async function startSlowRegistry(dir: string, storage: string, opts: { rateMbit?: number; latencyMs?: number; writable?: boolean } = {}): Promise<SlowRegistry> {
+export async function startSlowRegistry(dir: string, storage: string, opts: { rateMbit?: number; latencyMs?: number; writable?: boolean; redirect?: boolean } = {}): Promise<SlowRegistry> {
   if (!existsSync(storage)) throw new Error(`registry storage ${storage} does not exist: build the images first`);
   mkdirSync(dir, { recursive: true });
   const netns = await createShapedNetns({ rateMbit: opts.rateMbit });
@@ -326,12 +394,15 @@ export async function startSlowRegistry(dir: string, storage: string, opts: { ra
     await waitFor("registry in the namespace to listen", () => canConnect({ host: netns.nsIp, port }), 20_000, registry);
     proxy = await startLatencyProxy({ host: netns.nsIp, port }, opts.latencyMs ?? 20);
     const p = proxy;
+    const front = opts.redirect ? await startRedirectingFront({ host: p.host, port: p.port }, opts.latencyMs ?? 20) : undefined;
     return {
-      host: `${p.host}:${p.port}`,
+      host: front ? `${front.host}:${front.port}` : `${p.host}:${p.port}`,
+      ...(front ? { front } : {}),
       netns,
       proxy: p,
       registry,
       async stop() {
+        await front?.close();
         await p.close();
         await netns.destroy();
       },

@@ -6,7 +6,9 @@
 // blob's later Range requests go straight there while it answers (stargz
 // does the same); a location that fails (a signed URL that expired, a 403,
 // a 404) is dropped and the registry asked again.
-export const LOCATION_TTL_MS = 2 * 60_000;
+// AUGUR_BLOB_LOCATION_TTL_MS sets how long (0: never kept, every Range request
+// follows the registry's redirect; the benchmark measures the difference).
+export const LOCATION_TTL_MS = Number(process.env.AUGUR_BLOB_LOCATION_TTL_MS ?? 2 * 60_000);
 
 export class BlobLocations {
   readonly #locations = new Map<string, { url: string; until: number }>();
@@ -26,6 +28,7 @@ export class BlobLocations {
   remember(key: string, requested: string, answered: string): void {
     if (answered === requested) return;
     this.counts.redirected++;
+    if (!(LOCATION_TTL_MS > 0)) return;
     this.#locations.set(key, { url: answered, until: Date.now() + LOCATION_TTL_MS });
     if (this.#locations.size > 4096) this.#locations.delete(this.#locations.keys().next().value as string);
   }
