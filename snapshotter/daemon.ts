@@ -229,7 +229,7 @@ export class Daemon {
 /** A peer's cached index of a layer, as an untrusted remote index (remote/layer-opener.ts checks it). */
 async function peerIndex(peers: Peers, layer: string): Promise<RemoteIndex | undefined> {
   const got = await peers.fetchIndex(layer);
-  return got && { bytes: got.bytes, digest: sha256Digest(got.bytes), source: `peer ${got.peer}`, ...(process.env.AUGUR_EXP_TRUST_PEERS ? { trusted: true } : {}) };
+  return got && { bytes: got.bytes, digest: sha256Digest(got.bytes), source: `peer ${got.peer}`, fromPeer: true };
 }
 
 const pidFile = (root: string): string => join(root, "augur.pid");

@@ -17,7 +17,7 @@
 // was fetched. The byte bound holds for the directory.
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, mkdirSync, openSync, readdirSync, rmSync, statSync, type WriteStream } from "node:fs";
-import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
@@ -292,12 +292,22 @@ export class LayerCache {
     }
   }
 
-  /** Size of the whole blob if the cache holds it, for serving it (peer/blob-server.ts). */
-  async blobSize(digest: string): Promise<number | undefined> {
+  /** The whole blob opened for reading, if the cache holds it (peer/blob-server.ts): eviction cannot take it from under the handle. */
+  async openBlob(digest: string): Promise<OpenBlob | undefined> {
+    const rel = `blobs/sha256/${hexOf(digest)}`;
+    let handle: FileHandle;
     try {
-      return (await stat(join(this.dir, `blobs/sha256/${hexOf(digest)}`))).size;
+      handle = await open(join(this.dir, rel), "r");
     } catch {
       return undefined;
+    }
+    try {
+      const size = (await handle.stat()).size;
+      this.#ledger.touch(rel);
+      return { handle, size };
+    } catch (err) {
+      await handle.close();
+      throw err;
     }
   }
 
@@ -542,6 +552,12 @@ export class LayerCache {
     }
     return found;
   }
+}
+
+/** A cached blob opened for reading; close `handle` (or let a stream made from it close it). */
+export interface OpenBlob {
+  handle: FileHandle;
+  size: number;
 }
 
 /** A layer as the cache directory holds it (augur cache ls). */

@@ -25,4 +25,6 @@ export interface RangeOrigin {
   fetch: RangeFetcher;
   /** As BlobSource.rejected, for bytes this origin fetched. */
   rejected?(offset: number, length: number): boolean;
+  /** From now on, bytes only from the registry (the layer's index came from a peer). */
+  registryOnly?(): void;
 }

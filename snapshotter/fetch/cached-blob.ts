@@ -6,12 +6,11 @@ import type { BlobSource, RangeFetcher, RangeOrigin } from "./blob-source.js";
 import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
 import type { LayerCache, RangeClaim } from "../cache/layer-cache.js";
+import { RecentReads } from "./recent-reads.js";
 
 const log = logger("fetch");
 /** A claim whose bytes were fetched but never verified (a bad fetch) is released after this long. */
 const UNVERIFIED_RELEASE_MS = 2_000;
-/** Recent reads remembered by where their bytes came from, to drop or blame them if they fail their check. */
-const REMEMBERED_READS = 256;
 
 export class CachedBlob implements BlobSource {
   /** Compressed bytes fetched from outside the cache. */
@@ -19,8 +18,8 @@ export class CachedBlob implements BlobSource {
 
   /** Fetches claimed in the cache's ledger, by offset: released when their bytes are stored. */
   readonly #claims = new Map<number, RangeClaim>();
-  /** `offset:length` of recent reads -> whether the cache answered them. */
-  readonly #answeredBy = new Map<string, "cache" | "origin">();
+  /** Recent reads -> whether the cache answered them, to drop or blame their bytes if they fail their check. */
+  readonly #answeredBy = new RecentReads<"cache" | "origin">();
   readonly #origin: RangeOrigin;
 
   constructor(
@@ -58,10 +57,13 @@ export class CachedBlob implements BlobSource {
     return this.#answered(offset, len, "origin", data);
   }
 
+  /** Bytes from the registry only from now on (the layer's index came from a peer). */
+  registryOnly(): void {
+    this.#origin.registryOnly?.();
+  }
+
   rejected(offset: number, length: number): boolean {
-    const key = `${offset}:${length}`;
-    const by = this.#answeredBy.get(key);
-    this.#answeredBy.delete(key);
+    const by = this.#answeredBy.take(offset, length);
     if (by === "cache") {
       // spoiled on disk: dropped, so the next read fetches them
       void this.cache.dropRange(this.digest, offset, length).catch((err: unknown) =>
@@ -73,10 +75,7 @@ export class CachedBlob implements BlobSource {
   }
 
   #answered(offset: number, length: number, by: "cache" | "origin", data: Buffer): Buffer {
-    const key = `${offset}:${length}`;
-    this.#answeredBy.delete(key);
-    this.#answeredBy.set(key, by);
-    if (this.#answeredBy.size > REMEMBERED_READS) this.#answeredBy.delete(this.#answeredBy.keys().next().value as string);
+    this.#answeredBy.set(offset, length, by);
     return data;
   }
 

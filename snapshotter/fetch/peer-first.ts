@@ -1,31 +1,35 @@
 // Where a layer's missing bytes come from when peers are configured: the
 // first peer that has them, else the registry. Bytes a peer sent that fail
-// their check set that peer aside, and the read is tried again (registry).
+// their check set that peer aside, and the read is tried again at the
+// registry. A layer whose index came from a peer takes its bytes from the
+// registry only: the peer that wrote the digests must not also send the bytes.
 import type { Peers } from "../peer/peers.js";
 import type { RangeFetcher, RangeOrigin } from "./blob-source.js";
-
-/** Reads remembered by the peer that answered them, to blame it if they fail their check. */
-const REMEMBERED = 256;
+import { RecentReads } from "./recent-reads.js";
 
 export function peerFirst(peers: Peers, repository: string, digest: string, registry: RangeFetcher): RangeOrigin {
-  const answeredBy = new Map<string, string>();
+  const answeredBy = new RecentReads<string>();
+  /** Reads to send to the registry next: their peer's bytes failed. */
+  const retry = new RecentReads<true>();
+  let registryOnly = false;
   return {
     fetch: async (offset, length) => {
+      answeredBy.delete(offset, length);
+      if (registryOnly || retry.take(offset, length)) return registry(offset, length);
       const got = await peers.fetchRange(repository, digest, offset, length);
       if (!got) return registry(offset, length);
-      const key = `${offset}:${length}`;
-      answeredBy.delete(key);
-      answeredBy.set(key, got.peer);
-      if (answeredBy.size > REMEMBERED) answeredBy.delete(answeredBy.keys().next().value as string);
+      answeredBy.set(offset, length, got.peer);
       return got.data;
     },
     rejected: (offset, length) => {
-      const key = `${offset}:${length}`;
-      const peer = answeredBy.get(key);
+      const peer = answeredBy.take(offset, length);
       if (!peer) return false;
-      answeredBy.delete(key);
       peers.distrust(peer, `sent bytes of ${digest} [${offset}, ${offset + length}) that failed their check`);
+      retry.set(offset, length, true);
       return true;
+    },
+    registryOnly: () => {
+      registryOnly = true;
     },
   };
 }

@@ -238,22 +238,26 @@ export class OverlaySnapshotter implements Snapshotter {
     void (async () => {
       const blob = await remote.completeBlob(fs);
       if (!blob) return;
-      await this.#unpacking(async () => {
-        if (!remote.isMounted(fs) || this.#closing.signal.aborted) return; // removed meanwhile, or shutting down
-        const unpacked = remote.usage(fs)?.size ?? 0;
-        const used = [...this.#native.values()].reduce((a, b) => a + b, 0);
-        const refused = nativeCopyRefusal({ unpacked, compressed: statSync(blob.path).size }, { used, limit: this.#nativeCopyBytes });
-        if (refused) {
-          log.warn("layer not copied natively; containers keep reading it through FUSE", { id, layer: blob.layer, why: refused });
-          return;
-        }
-        const started = Date.now();
-        this.#unpack = unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id), this.#closing.signal);
-        await this.#unpack;
-        writeFileSync(join(this.layout.dir(id), NATIVE_SIZE_FILE), `${unpacked}\n`);
-        this.#native.set(id, unpacked);
-        log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, bytes: unpacked, ms: Date.now() - started });
-      });
+      try {
+        await this.#unpacking(async () => {
+          if (!remote.isMounted(fs) || this.#closing.signal.aborted) return; // removed meanwhile, or shutting down
+          const unpacked = remote.usage(fs)?.size ?? 0;
+          const used = [...this.#native.values()].reduce((a, b) => a + b, 0);
+          const refused = nativeCopyRefusal({ unpacked, compressed: statSync(blob.path).size }, { used, limit: this.#nativeCopyBytes });
+          if (refused) {
+            log.warn("layer not copied natively; containers keep reading it through FUSE", { id, layer: blob.layer, why: refused });
+            return;
+          }
+          const started = Date.now();
+          this.#unpack = unpackNativeCopy(blob.path, blob.mediaType, this.layout.native(id), this.#closing.signal);
+          await this.#unpack;
+          writeFileSync(join(this.layout.dir(id), NATIVE_SIZE_FILE), `${unpacked}\n`);
+          this.#native.set(id, unpacked);
+          log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, bytes: unpacked, ms: Date.now() - started });
+        });
+      } finally {
+        blob.release();
+      }
     })().catch((err: unknown) => {
       if (this.#closing.signal.aborted) return;
       log.warn("native copy of layer failed; containers keep reading it through FUSE, and it is not tried again", { id, error: errorMessage(err) });

@@ -11,13 +11,13 @@
 //                                              the asker: checked entry by entry, like the registry's)
 //
 // Only content by digest: no catalog, no tags, no manifests, no paths (404),
-// nothing written (405). Everything served was verified before it was stored;
-// clients verify it again (augur does, containerd checks the blob's digest).
+// nothing written (405). What is served was verified before it was stored,
+// but for chunks `augur cache sync` copied (checked when first read here);
+// clients verify everything again (augur does, containerd checks the digest).
 // At most `concurrency` requests are served at once; more get 503 and
 // Retry-After, which clients treat as "ask the next host".
-import { createReadStream } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { LayerCache } from "../cache/layer-cache.js";
+import type { LayerCache, OpenBlob } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 
@@ -29,7 +29,9 @@ const INDEXES = /^\/augur\/v1\/indexes\/(sha256:[0-9a-f]{64})$/;
 /** Requests served at once by default. */
 export const DEFAULT_SERVE_CONCURRENCY = 32;
 /** Ranges larger than this are not assembled from chunks in memory (whole blobs stream). */
-const MAX_CHUNKED_RANGE = 64 << 20;
+const MAX_CHUNKED_RANGE = 8 << 20;
+/** A client that sends or reads nothing for this long is cut off: it must not hold a slot for good. */
+const IDLE_MS = 30_000;
 
 export interface BlobServerOptions {
   concurrency?: number;
@@ -55,7 +57,10 @@ export class BlobServer {
   ) {
     this.#concurrency = opts.concurrency ?? DEFAULT_SERVE_CONCURRENCY;
     this.#server = createServer((req, res) => void this.#handle(req, res));
-    this.#server.keepAliveTimeout = 30_000;
+    this.#server.keepAliveTimeout = IDLE_MS;
+    this.#server.setTimeout(IDLE_MS, (socket) => socket.destroy());
+    // after listen: a failed accept (EMFILE) is logged, never an unhandled error that stops augur
+    this.#server.on("error", (err) => log.warn("cache server error", { error: errorMessage(err) }));
   }
 
   /** Listens on `host:port` (`:port` or a bare port means every address); resolves the bound address. */
@@ -75,8 +80,10 @@ export class BlobServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    // peers mid-transfer are cut off: they ask the registry
     this.#server.closeAllConnections();
+    await closed;
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -99,7 +106,12 @@ export class BlobServer {
       const blob = BLOB.exec(path);
       if (blob) return await this.#blob(req, res, blob[2] as string);
       const ranges = RANGES.exec(path);
-      if (ranges && req.method === "GET") return this.#json(res, 200, { digest: ranges[1], size: (await this.cache.blobSize(ranges[1] as string)) ?? null, ranges: this.cache.heldRanges(ranges[1] as string) });
+      if (ranges && req.method === "GET") {
+        const digest = ranges[1] as string;
+        const whole = await this.cache.openBlob(digest);
+        await whole?.handle.close();
+        return this.#json(res, 200, { digest, size: whole?.size ?? null, ranges: this.cache.heldRanges(digest) });
+      }
       const index = INDEXES.exec(path);
       const bytes = index && req.method === "GET" ? await this.cache.readIndex(index[1] as string) : undefined;
       if (bytes) {
@@ -118,40 +130,42 @@ export class BlobServer {
   }
 
   async #blob(req: IncomingMessage, res: ServerResponse, digest: string): Promise<void> {
-    const range = req.headers.range === undefined ? undefined : parseRange(req.headers.range);
-    if (range === null) return this.#error(res, 416, "RANGE_INVALID", `unsupported Range ${JSON.stringify(req.headers.range)}: one "bytes=start-end" or "bytes=start-" only`);
-    const size = await this.cache.blobSize(digest);
-    const path = size === undefined ? undefined : await this.cache.blobPath(digest);
-    if (size !== undefined && path) {
+    // a Range this server does not take (several, a suffix) is ignored, as HTTP allows: the whole blob or nothing
+    const range = req.headers.range === undefined ? undefined : (parseRange(req.headers.range) ?? undefined);
+    // opened once: a blob evicted meanwhile stays readable through the handle
+    const file = await this.cache.openBlob(digest);
+    if (file) {
+      const size = file.size;
       res.setHeader("docker-content-digest", digest);
       res.setHeader("accept-ranges", "bytes");
       res.setHeader("content-type", "application/octet-stream");
       if (!range) {
         res.setHeader("content-length", size);
         res.writeHead(200);
-        return this.#stream(req, res, path, 0, size);
+        return this.#stream(req, res, file, 0, size);
       }
       const end = Math.min(range.end ?? size - 1, size - 1);
       if (range.start >= size || end < range.start) {
+        await file.handle.close();
         res.setHeader("content-range", `bytes */${size}`);
         return this.#error(res, 416, "RANGE_INVALID", `range starts past the blob's ${size} bytes`);
       }
       res.setHeader("content-range", `bytes ${range.start}-${end}/${size}`);
       res.setHeader("content-length", end - range.start + 1);
       res.writeHead(206);
-      return this.#stream(req, res, path, range.start, end + 1);
+      return this.#stream(req, res, file, range.start, end + 1);
     }
     // only chunks, if anything: a range they cover, nothing else
     if (range && range.end !== undefined && range.end - range.start + 1 <= MAX_CHUNKED_RANGE) {
-      const data = await this.cache.readRange(digest, range.start, range.end - range.start + 1);
+      const data = req.method === "HEAD" ? undefined : await this.cache.readRange(digest, range.start, range.end - range.start + 1);
       if (data) {
         res.setHeader("docker-content-digest", digest);
         res.setHeader("content-type", "application/octet-stream");
         res.setHeader("content-range", `bytes ${range.start}-${range.end}/*`);
         res.setHeader("content-length", data.length);
         res.writeHead(206);
-        this.stats.servedBytes += req.method === "HEAD" ? 0 : data.length;
-        res.end(req.method === "HEAD" ? undefined : data);
+        this.stats.servedBytes += data.length;
+        res.end(data);
         return;
       }
     }
@@ -159,17 +173,17 @@ export class BlobServer {
     return this.#error(res, 404, "BLOB_UNKNOWN", `${digest}${range ? ` [${range.start}-${range.end ?? ""}]` : ""} is not in this cache`);
   }
 
-  #stream(req: IncomingMessage, res: ServerResponse, path: string, start: number, end: number): void {
+  #stream(req: IncomingMessage, res: ServerResponse, file: OpenBlob, start: number, end: number): void {
     if (req.method === "HEAD" || end <= start) {
+      void file.handle.close();
       res.end();
       return;
     }
-    const file = createReadStream(path, { start, end: end - 1, highWaterMark: 1 << 20 });
-    file.on("data", (chunk) => (this.stats.servedBytes += chunk.length));
-    // evicted under the reader: the client sees a short body and asks elsewhere
-    file.on("error", () => res.destroy());
-    res.on("close", () => file.destroy());
-    file.pipe(res);
+    const stream = file.handle.createReadStream({ start, end: end - 1, highWaterMark: 1 << 20, autoClose: true });
+    stream.on("data", (chunk) => (this.stats.servedBytes += chunk.length));
+    stream.on("error", () => res.destroy());
+    res.on("close", () => stream.destroy());
+    stream.pipe(res);
   }
 
   #json(res: ServerResponse, status: number, body: unknown): void {

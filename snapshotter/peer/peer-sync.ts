@@ -21,18 +21,22 @@ export interface SyncedLayer {
 const MAX_REQUEST = 8 << 20;
 
 export async function syncFromPeer(cache: LayerCache, peer: string, repository: string, layers: readonly { digest: string; size: number }[]): Promise<SyncedLayer[]> {
-  const peers = new Peers([peer], { timeoutMs: 30_000 });
   const out: SyncedLayer[] = [];
   let copied = 0;
-  try {
-    for (const { digest, size } of layers) {
-      if (await cache.blobPath(digest)) {
-        out.push({ digest, result: "held", bytes: 0 });
-        continue;
-      }
+  for (const { digest, size } of layers) {
+    if (await cache.blobPath(digest)) {
+      out.push({ digest, result: "held", bytes: 0 });
+      continue;
+    }
+    // a client per layer: one layer's failure sets the peer aside for that layer only
+    const peers = new Peers([peer], { timeoutMs: 30_000 });
+    try {
       try {
         const held = await peers.heldRanges(peers.urls[0] as string, digest);
-        const want = held.size !== null ? size : held.ranges.reduce((n, [s, e]) => n + e - s, 0);
+        // what the peer says it holds, within the layer
+        const ranges = held.ranges.map(([s, e]): [number, number] => [s, Math.min(e, size)]).filter(([s, e]) => e > s);
+        const whole = held.size === size;
+        const want = whole ? size : ranges.reduce((n, [s, e]) => n + e - s, 0);
         if (want === 0) {
           out.push({ digest, result: "absent", bytes: 0 });
           continue;
@@ -42,26 +46,27 @@ export async function syncFromPeer(cache: LayerCache, peer: string, repository: 
           out.push({ digest, result: "skipped", bytes: 0, error: `${want} more bytes would exceed the cache's ${cache.maxBytes}` });
           continue;
         }
-        const bytes = held.size !== null ? await copyBlob(cache, peers, repository, digest) : await copyRanges(cache, peers, repository, digest, held.ranges);
+        const bytes = whole ? await copyBlob(cache, peers, repository, digest, size) : await copyRanges(cache, peers, repository, digest, ranges);
         copied += bytes;
-        out.push({ digest, result: held.size !== null ? "blob" : "chunks", bytes });
+        out.push({ digest, result: whole ? "blob" : "chunks", bytes });
       } catch (err) {
         out.push({ digest, result: "failed", bytes: 0, error: errorMessage(err) });
       }
+    } finally {
+      await peers.close();
     }
-  } finally {
-    await peers.close();
   }
   return out;
 }
 
-async function copyBlob(cache: LayerCache, peers: Peers, repository: string, digest: string): Promise<number> {
-  const got = await peers.blobStream(repository, digest);
+async function copyBlob(cache: LayerCache, peers: Peers, repository: string, digest: string, size: number): Promise<number> {
+  // at most `size` bytes, and they must match the digest: nothing else is committed
+  const got = await peers.blobStream(repository, digest, size);
   if (!got) throw new Error("the peer no longer has it");
-  const writer = cache.blobWriter(digest);
   let bytes = 0;
+  let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
   try {
-    // the stream fails at its end unless the bytes match the digest: nothing bad is committed
+    writer = cache.blobWriter(digest);
     for await (const chunk of got.body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       await writer.write(chunk);
@@ -69,7 +74,8 @@ async function copyBlob(cache: LayerCache, peers: Peers, repository: string, dig
     await writer.commit();
     return bytes;
   } catch (err) {
-    writer.abort();
+    writer?.abort();
+    got.body.destroy();
     throw err;
   }
 }

@@ -4,10 +4,10 @@
 // other byte (span and chunk digests, the blob digest of a whole stream). A
 // peer that sent bad bytes, failed or timed out is left alone for a while, and
 // the registry answers instead.
-import { pipeline, type Readable } from "node:stream";
-import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
+import { Transform, pipeline, type Readable, type TransformCallback } from "node:stream";
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { DigestVerifier } from "../registry/digest.js";
-import { HttpTransport, readBody, type HttpResponse } from "../registry/http-transport.js";
+import { HttpTransport, isBusyError, readBody, type HttpResponse } from "../registry/http-transport.js";
 import { rangeHeader } from "../registry/blob-range.js";
 import { logger } from "../util/logging.js";
 
@@ -64,83 +64,80 @@ export class Peers {
     log.warn("peer set aside; asking the registry instead", { peer, why, seconds: PEER_BACKOFF_MS / 1000 });
   }
 
-  /** Bytes [offset, offset+length) of a blob from the first peer that has them, or undefined. */
-  async fetchRange(repository: string, digest: string, offset: number, length: number): Promise<PeerBytes | undefined> {
+  /**
+   * Asks each usable peer in turn: `ask` resolves the answer, or undefined
+   * for "not here" (the next peer is asked). A peer that fails is set aside;
+   * one that says it is busy (429, 503) is only skipped this time.
+   */
+  async #firstPeer<T>(what: (peer: string) => string, ask: (peer: string, what: string) => Promise<T | undefined>): Promise<{ value: T; peer: string } | undefined> {
     for (const peer of this.#usable()) {
-      const what = `blob ${digest} [${offset}, ${offset + length}) at peer ${peer}`;
       try {
-        const data = await this.#transport.send({ url: blobUrl(peer, repository, digest), headers: { range: rangeHeader(offset, length) }, what }, async (res) => {
-          if (res.status === 404 || res.status === 416) {
-            await res.body.dump();
-            return undefined;
-          }
-          if (res.status !== 206 || !startsAt(res, offset)) throw new Error(`answered HTTP ${res.status} ${res.header("content-range") ?? ""}`.trim());
-          return readBody(res, length, what);
-        });
-        if (!data) continue;
-        if (data.length !== length) throw new Error(`sent ${data.length} of ${length} bytes`);
-        this.stats.hits++;
-        this.stats.bytes += data.length;
-        return { data, peer };
+        const value = await ask(peer, what(peer));
+        if (value !== undefined) {
+          this.stats.hits++;
+          return { value, peer };
+        }
       } catch (err) {
-        this.distrust(peer, errorMessage(err));
+        if (!isBusyError(err)) this.distrust(peer, errorMessage(err));
       }
     }
     this.stats.misses++;
     return undefined;
+  }
+
+  /** Bytes [offset, offset+length) of a blob from the first peer that has them, or undefined. */
+  async fetchRange(repository: string, digest: string, offset: number, length: number): Promise<PeerBytes | undefined> {
+    const got = await this.#firstPeer(
+      (peer) => `blob ${digest} [${offset}, ${offset + length}) at peer ${peer}`,
+      async (peer, what) => {
+        const data = await this.#transport.send({ url: blobUrl(peer, repository, digest), headers: { range: rangeHeader(offset, length) }, what }, async (res) => {
+          if (await notHere(res)) return undefined;
+          if (res.status !== 206 || !startsAt(res, offset)) throw new Error(`answered HTTP ${res.status} ${res.header("content-range") ?? ""}`.trim());
+          return readBody(res, length, what);
+        });
+        if (data && data.length !== length) throw new Error(`sent ${data.length} of ${length} bytes`);
+        return data;
+      },
+    );
+    if (!got) return undefined;
+    this.stats.bytes += got.value.length;
+    return { data: got.value, peer: got.peer };
   }
 
   /**
    * The whole blob as a stream from the first peer that has it whole, or
-   * undefined. The stream fails at its end unless the bytes match `digest`.
+   * undefined. The stream fails at its end unless the bytes match `digest`,
+   * and as soon as it brings more than `size` bytes.
    */
-  async blobStream(repository: string, digest: string): Promise<{ body: Readable; peer: string } | undefined> {
-    for (const peer of this.#usable()) {
-      const what = `blob ${digest} at peer ${peer}`;
-      try {
-        const body = await this.#transport.send({ url: blobUrl(peer, repository, digest), what }, async (res) => {
-          if (res.status === 404) {
-            await res.body.dump();
-            return undefined;
-          }
+  async blobStream(repository: string, digest: string, size: number): Promise<{ body: Readable; peer: string } | undefined> {
+    const got = await this.#firstPeer(
+      (peer) => `blob ${digest} at peer ${peer}`,
+      (peer, what) =>
+        this.#transport.send({ url: blobUrl(peer, repository, digest), what }, async (res) => {
+          if (await notHere(res)) return undefined;
           if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
-          return res.body;
-        });
-        if (!body) continue;
-        this.stats.hits++;
-        const counted: Readable = pipeline(body, new DigestVerifier(digest, what), () => undefined);
-        counted.on("data", (chunk: Buffer) => (this.stats.bytes += chunk.length));
-        return { body: counted, peer };
-      } catch (err) {
-        this.distrust(peer, errorMessage(err));
-      }
-    }
-    this.stats.misses++;
-    return undefined;
+          return { body: res.body, what };
+        }),
+    );
+    if (!got) return undefined;
+    const body: Readable = pipeline(got.value.body, new ByteCount(size, got.value.what, (n) => (this.stats.bytes += n)), new DigestVerifier(digest, got.value.what), () => undefined);
+    return { body, peer: got.peer };
   }
 
   /** The seekable index a peer holds of a layer (untrusted: the caller checks it like the registry's), or undefined. */
   async fetchIndex(digest: string): Promise<{ bytes: Buffer; peer: string } | undefined> {
-    for (const peer of this.#usable()) {
-      const what = `index of ${digest} at peer ${peer}`;
-      try {
-        const bytes = await this.#transport.send({ url: `${peer}/augur/v1/indexes/${digest}`, what }, async (res) => {
-          if (res.status === 404) {
-            await res.body.dump();
-            return undefined;
-          }
+    const got = await this.#firstPeer(
+      (peer) => `index of ${digest} at peer ${peer}`,
+      (peer, what) =>
+        this.#transport.send({ url: `${peer}/augur/v1/indexes/${digest}`, what }, async (res) => {
+          if (await notHere(res)) return undefined;
           if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
           return readBody(res, MAX_INDEX_BYTES, what);
-        });
-        if (!bytes) continue;
-        this.stats.hits++;
-        this.stats.bytes += bytes.length;
-        return { bytes, peer };
-      } catch (err) {
-        this.distrust(peer, errorMessage(err));
-      }
-    }
-    return undefined;
+        }),
+    );
+    if (!got) return undefined;
+    this.stats.bytes += got.value.length;
+    return { bytes: got.value, peer: got.peer };
   }
 
   /** The ranges a peer holds of a blob (augur cache sync): its size if it holds it whole. */
@@ -172,6 +169,33 @@ export function normalizePeerUrl(url: string): string {
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") throw new InvalidArgumentError(`peer ${JSON.stringify(url)}: only http and https peers are supported`);
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "").replace(/\/v2$/, "")}`;
+}
+
+/** 404 and 416 mean "not in this cache": the body is dropped and the next peer asked. */
+async function notHere(res: HttpResponse): Promise<boolean> {
+  if (res.status !== 404 && res.status !== 416) return false;
+  await res.body.dump();
+  return true;
+}
+
+/** Counts the bytes passing through, and fails the stream past `limit` (a peer cannot fill the disk). */
+class ByteCount extends Transform {
+  #seen = 0;
+
+  constructor(
+    readonly limit: number,
+    readonly what: string,
+    readonly onBytes: (n: number) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#seen += chunk.length;
+    this.onBytes(chunk.length);
+    if (this.#seen > this.limit) callback(new FailedPreconditionError(`${this.what}: more than the ${this.limit} bytes the manifest says`));
+    else callback(null, chunk);
+  }
 }
 
 function blobUrl(peer: string, repository: string, digest: string): string {

@@ -78,6 +78,14 @@ export function isTransientStatus(status: number): boolean {
   return status === 429 || (status >= 500 && status !== 501);
 }
 
+/** True when a request failed because the server said it is busy (429, 503), retries used up: ask elsewhere, blame nobody. */
+export function isBusyError(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof TransientStatus) return e.status === 429 || e.status === 503;
+  }
+  return false;
+}
+
 class TransientStatus extends Error {
   constructor(readonly status: number, readonly retryAfterMs: number | undefined) {
     super(`HTTP ${status}`);
@@ -159,7 +167,14 @@ export class HttpTransport {
         await sleep(delay);
       }
       try {
-        return await consume(await this.#once(req));
+        const res = await this.#once(req);
+        try {
+          return await consume(res);
+        } catch (err) {
+          // a body nobody reads would hold its request slot for good
+          res.body.destroy();
+          throw err;
+        }
       } catch (err) {
         if (err instanceof SlowBodyError) {
           // trying again would wait as long again: the read fails now, the next one asks afresh

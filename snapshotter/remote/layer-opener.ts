@@ -49,6 +49,8 @@ export interface RemoteIndex {
   source: string;
   /** Its artifact's digest was pinned (node setting or image annotation): served without entry checks. */
   trusted?: boolean;
+  /** A peer's cached index: the layer's bytes then come from the registry only (the peer must not vouch for both). */
+  fromPeer?: boolean;
   /** Paths in the layer that workloads look up without reading: their headers are fetched ahead for the entry checks. */
   lookups?: readonly string[];
 }
@@ -116,6 +118,7 @@ export class LayerOpener {
     if (!path && opts.remote !== false) {
       const remote = await this.#remoteIndex(spec);
       if (remote) {
+        if (remote.fromPeer) blob.registryOnly();
         const index = new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
         if (index.untrusted && remote.lookups) index.fetchHeadersAhead(remote.lookups, CHECK_AHEAD);
         return index;
@@ -128,7 +131,7 @@ export class LayerOpener {
   }
 
   /** An index from the registry that fits the layer, or undefined (logged once, the pull goes on without it). */
-  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean; lookups?: readonly string[] } | undefined> {
+  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean; fromPeer: boolean; lookups?: readonly string[] } | undefined> {
     let found: RemoteIndex | undefined;
     try {
       found = await this.remoteIndex?.(spec);
@@ -148,7 +151,7 @@ export class LayerOpener {
       if (!found.trusted) checkLayout(index.entries, index.uncompressedSize, spec.layerDigest);
       log.info(found.trusted ? "layer index from the registry, pinned as trusted" : "layer index from the registry; entries are checked against the tar as they are served", { layer: spec.layerDigest, source: found.source });
       if (found.trusted) await this.cache.storeIndex(spec.layerDigest, found.bytes);
-      return { index, trusted: found.trusted ?? false, ...(found.lookups ? { lookups: found.lookups } : {}) };
+      return { index, trusted: found.trusted ?? false, fromPeer: found.fromPeer ?? false, ...(found.lookups ? { lookups: found.lookups } : {}) };
     } catch (err) {
       log.warn("index from the registry does not fit the layer; ignored, streaming the layer", { layer: spec.layerDigest, source: found.source, error: errorMessage(err) });
       return undefined;
@@ -237,12 +240,12 @@ export class LayerOpener {
 
   /** The whole blob from a peer that has it, else (or if the peer's copy fails) from the registry. */
   async #stream(spec: RemoteLayerSpec): Promise<TarIndex> {
-    const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest);
+    const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest, spec.size);
     if (peer) {
       try {
         return await this.#streamFrom(spec, peer.body, `peer ${peer.peer}`);
       } catch (err) {
-        if (err instanceof InvalidArgumentError) throw err;
+        // whatever went wrong, the registry's copy is tried once: its failure is the one reported
         this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
       }
     }
@@ -251,7 +254,13 @@ export class LayerOpener {
 
   async #streamFrom(spec: RemoteLayerSpec, stream: Readable, from: string): Promise<TarIndex> {
     const started = Date.now();
-    const writer = this.cache.blobWriter(spec.layerDigest);
+    let writer: ReturnType<LayerCache["blobWriter"]>;
+    try {
+      writer = this.cache.blobWriter(spec.layerDigest);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
     // the manifest's size is a claim like the digest (containerd's fetcher refuses a mismatch too):
     // a blob longer than it stops there, so it cannot fill the disk
     let got = 0;

@@ -324,12 +324,15 @@ export class RemoteLayers {
    * The cached whole blob of a layer mounted at `dir`, once its index is
    * complete (the blob matched its digest); undefined for layers read by range.
    */
-  async completeBlob(dir: string): Promise<{ path: string; mediaType: string; layer: string } | undefined> {
+  async completeBlob(dir: string): Promise<{ path: string; mediaType: string; layer: string; release(): void } | undefined> {
     const m = this.#mounted.get(dir);
     if (!m || m.spec.tocDigest) return undefined;
     await m.view.start();
+    // kept from eviction until the caller is done with the file (a native copy unpacks it)
+    const release = this.#opts.cache.pin(m.spec.layerDigest);
     const path = await this.#opts.cache.blobPath(m.spec.layerDigest);
-    return path ? { path, mediaType: m.spec.mediaType, layer: m.spec.layerDigest } : undefined;
+    if (!path) release();
+    return path ? { path, mediaType: m.spec.mediaType, layer: m.spec.layerDigest, release } : undefined;
   }
 
   /** Owner of the layer's root directory (waits for a first-contact index). */
