@@ -6,7 +6,7 @@
 // served cache too.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ let first: Node;
 let second: Node;
 let third: Node;
 let synced: Node | undefined;
+let indexOnly: Node | undefined;
 let liar: Server;
 let servePort: number;
 let image: BuiltImage;
@@ -109,7 +110,7 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  for (const n of [synced, third, second, first]) {
+  for (const n of [indexOnly, synced, third, second, first]) {
     await n?.containerd.stop();
     await n?.augur.stop();
   }
@@ -135,9 +136,8 @@ describe("a node with a warm peer", () => {
     expect(s.peers?.bytes).toBeGreaterThan(FILES[0]?.length as number);
     expect(s.peers?.distrusted).toBe(0);
     expect((await status(first)).serving?.servedBytes).toBe(s.peers?.bytes);
-    // the plain layers were read by the peer's index, span by span, not streamed whole first
-    expect(second.augur.proc.log()).toMatch(/layer index from the registry; entries are checked against the tar as they are served layer=\S+ source="peer http/);
-    expect(second.augur.proc.log()).not.toMatch(/layer streamed, verified and indexed/);
+    // the peer holds the plain layers whole: each streamed from it, checked against its digest
+    for (const d of image.layerDigests) expect(second.augur.proc.log()).toMatch(new RegExp(`layer streamed, verified and indexed layer=${d} .*from="peer http`));
     const metrics = await run("curl", ["-sf", "--unix-socket", second.augur.apiSocket, "http://augur/metrics"]);
     expect(metrics.stdout).toMatch(/^augur_peer_fetched_bytes_total [1-9]\d*$/m);
   });
@@ -188,5 +188,25 @@ describe("a node with a warm peer", () => {
       expect(await synced.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `synced-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
     }
     expect(blobGets((await registry.settledLog()).slice(before), [...image.layerDigests, ...estargzLayers])).toEqual([]);
+  });
+
+  it("a peer holding only a layer's index: the layer is opened with it, its bytes come from the registry by range", async () => {
+    const big = image.layerDigests[1] as string;
+    // the first node's copy of the big plain layer goes; its index stays
+    rmSync(join(dir, "first", "augur-root", "cache", "blobs", "sha256", big.slice(7)));
+    const verified = await run(process.execPath, [AUGUR_BIN, "cache", "verify", "--cache-dir", join(dir, "first", "augur-root", "cache")]);
+    expect(verified.code, verified.stderr).toBe(0);
+    indexOnly = await startNode("index-only", ["--peer", `http://127.0.0.1:${servePort}`]);
+    const before = (await registry.settledLog()).length;
+    const pulled = await rpull(indexOnly, refs.plain);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await indexOnly.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.plain, "index-only", ...READ], 120_000)).toBe(SUMS);
+    expect(indexOnly.augur.proc.log()).toMatch(new RegExp(`layer index from the registry; entries are checked against the tar as they are served layer=${big} source="peer http`));
+    // the peer wrote the span digests, so it does not also send the bytes: the registry does, by range
+    const gets = [...(await registry.settledLog()).slice(before).matchAll(new RegExp(`"GET /v2/peer/plain/blobs/${big} HTTP/[\\d.]+" (\\d{3}) (\\d+)`, "g"))];
+    expect(gets.length).toBeGreaterThan(0);
+    expect(gets.every((m) => m[1] === "206")).toBe(true);
+    // (the container reads every file, so all of the layer, each byte once)
+    expect(gets.reduce((n, m) => n + Number(m[2]), 0)).toBeLessThanOrEqual(image.layerSizes[1] as number);
   });
 });
