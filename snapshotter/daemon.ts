@@ -18,7 +18,6 @@ import { BlobServer } from "./peer/blob-server.js";
 import { Peers } from "./peer/peers.js";
 import type { RemoteIndex } from "./remote/layer-opener.js";
 import { sha256Digest } from "./util/digest.js";
-import { toReference } from "./registry/reference.js";
 import { RegistryClient } from "./registry/registry-client.js";
 import { RemoteLayers } from "./remote/remote-layers.js";
 import { StreamOrder } from "./remote/stream-order.js";
@@ -99,10 +98,9 @@ export class Daemon {
     const remote = cache
       ? new RemoteLayers({
           registry,
-          // the registry's artifacts first; then, unless a peer holds the blob whole (streamed from it,
-          // checked against its digest), a peer's cached index, with the layer's bytes from the registry
-          remoteIndex: async (spec) =>
-            (await profiles.indexFor(spec)) ?? (peers && !(await peers.hasBlob(toReference(spec.imageRef).repository, spec.layerDigest)) ? peerIndex(peers, spec.layerDigest) : undefined),
+          // the registry's artifacts first, then a peer's cached index (remote/layer-opener.ts takes
+          // that layer's bytes from the peer's whole blob, digest-checked, or from the registry)
+          remoteIndex: async (spec) => (await profiles.indexFor(spec)) ?? (peers ? peerIndex(peers, spec.layerDigest) : undefined),
           cache,
           ...(peers ? { peers } : {}),
           queue: scheduler,

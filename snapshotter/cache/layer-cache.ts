@@ -278,18 +278,24 @@ export class LayerCache {
   /**
    * Drops what the cache holds under bytes [offset, offset+length) of a layer:
    * they failed their check when read (the disk or a writer spoiled them), so
-   * the next read fetches them again. The whole blob goes if it held them.
+   * the next read fetches them again. True if anything was dropped. A whole
+   * blob is hashed first and kept when it still matches its digest: then the
+   * check itself was wrong (an index made elsewhere lied), not the bytes.
    */
-  async dropRange(digest: string, offset: number, length: number): Promise<void> {
+  async dropRange(digest: string, offset: number, length: number): Promise<boolean> {
     const hex = hexOf(digest);
     const end = offset + length;
+    let dropped = false;
     for (const f of this.#ledger.files(hex)) {
       const m = /(\d+)-(\d+)$/.exec(f.rel);
       const overlaps = f.kind === "blobs" || (f.kind === "chunks" && !!m && Number(m[1]) < end && Number(m[2]) > offset);
       if (!overlaps) continue;
+      if (f.kind === "blobs" && (await sha256File(join(this.dir, f.rel)).catch(() => "")) === hex) continue;
       this.#remove(f.rel);
+      dropped = true;
       log.warn("cached layer bytes failed their check on read; dropped, fetching them again", { file: f.rel });
     }
+    return dropped;
   }
 
   /** The whole blob opened for reading, if the cache holds it (peer/blob-server.ts): eviction cannot take it from under the handle. */

@@ -14,7 +14,7 @@ export interface BlobSource {
    * True if reading them again may bring other bytes (they came from the
    * cache or a peer, now dropped or set aside): the reader tries once more.
    */
-  rejected?(offset: number, length: number): boolean;
+  rejected?(offset: number, length: number): Promise<boolean>;
 }
 
 /** Fetches bytes [offset, offset+length) of one layer blob from outside the cache. */
@@ -24,7 +24,7 @@ export type RangeFetcher = (offset: number, length: number) => Promise<Buffer>;
 export interface RangeOrigin {
   fetch: RangeFetcher;
   /** As BlobSource.rejected, for bytes this origin fetched. */
-  rejected?(offset: number, length: number): boolean;
+  rejected?(offset: number, length: number): boolean | Promise<boolean>;
   /** From now on, bytes only from the registry (the layer's index came from a peer). */
   registryOnly?(): void;
 }

@@ -62,16 +62,18 @@ export class CachedBlob implements BlobSource {
     this.#origin.registryOnly?.();
   }
 
-  rejected(offset: number, length: number): boolean {
+  async rejected(offset: number, length: number): Promise<boolean> {
     const by = this.#answeredBy.take(offset, length);
     if (by === "cache") {
-      // spoiled on disk: dropped, so the next read fetches them
-      void this.cache.dropRange(this.digest, offset, length).catch((err: unknown) =>
-        log.warn("could not drop spoiled cache bytes", { layer: this.digest, offset, error: errorMessage(err) }),
-      );
-      return true;
+      // spoiled on disk: dropped, so the next read fetches them (an intact whole blob stays: the check was wrong)
+      try {
+        return await this.cache.dropRange(this.digest, offset, length);
+      } catch (err) {
+        log.warn("could not drop spoiled cache bytes", { layer: this.digest, offset, error: errorMessage(err) });
+        return false;
+      }
     }
-    return by === "origin" ? (this.#origin.rejected?.(offset, length) ?? false) : false;
+    return by === "origin" ? ((await this.#origin.rejected?.(offset, length)) ?? false) : false;
   }
 
   #answered(offset: number, length: number, by: "cache" | "origin", data: Buffer): Buffer {

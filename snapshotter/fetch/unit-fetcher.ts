@@ -221,7 +221,7 @@ export class UnitFetcher<T extends Buffer> {
     const start = f.bounds(ids[0] as number).start;
     const end = Math.max(...ids.map((id) => f.bounds(id).end));
     const first = await this.#read(ids, start, end);
-    if (!first.some((x) => x instanceof LayerVerificationError) || !this.#blob.rejected?.(start, end - start)) return first;
+    if (!first.some((x) => x instanceof LayerVerificationError) || !(await this.#blob.rejected?.(start, end - start))) return first;
     return this.#read(ids, start, end);
   }
 

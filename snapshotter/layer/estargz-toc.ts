@@ -124,7 +124,9 @@ export async function loadToc(blob: BlobSource, digest: string, tocDigest?: stri
   } catch (err) {
     if (!(err instanceof LayerVerificationError || err instanceof InvalidArgumentError)) throw err;
     // bytes from a spoiled cache file or a peer: once more, from the registry
-    if (!reads.map(([o, l]) => blob.rejected?.(o, l) ?? false).some(Boolean)) throw err;
+    let retry = false;
+    for (const [o, l] of reads) if (blob.rejected && (await blob.rejected(o, l))) retry = true;
+    if (!retry) throw err;
     return loadTocFrom(blob, digest, tocDigest);
   }
 }

@@ -124,21 +124,6 @@ export class Peers {
     return { body, peer: got.peer };
   }
 
-  /** Whether some peer holds the whole blob (a HEAD): a stream from it is checked against the digest. */
-  async hasBlob(repository: string, digest: string): Promise<boolean> {
-    const got = await this.#firstPeer(
-      (peer) => `blob ${digest} at peer ${peer}`,
-      (peer, what) =>
-        this.#transport.send({ url: blobUrl(peer, repository, digest), method: "HEAD", what }, async (res) => {
-          res.body.resume();
-          if (res.status === 404) return undefined;
-          if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
-          return true;
-        }),
-    );
-    return got !== undefined;
-  }
-
   /** The seekable index a peer holds of a layer (untrusted: the caller checks it like the registry's), or undefined. */
   async fetchIndex(digest: string): Promise<{ bytes: Buffer; peer: string } | undefined> {
     const got = await this.#firstPeer(

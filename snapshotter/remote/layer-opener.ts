@@ -118,7 +118,12 @@ export class LayerOpener {
     if (!path && opts.remote !== false) {
       const remote = await this.#remoteIndex(spec);
       if (remote) {
-        if (remote.fromPeer) blob.registryOnly();
+        if (remote.fromPeer) {
+          // the peer that wrote this index must not also vouch for the bytes: they come from the
+          // registry, or from the peer's whole blob, checked against the layer digest first
+          blob.registryOnly();
+          await this.#copyFromPeer(spec);
+        }
         const index = new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
         if (index.untrusted && remote.lookups) index.fetchHeadersAhead(remote.lookups, CHECK_AHEAD);
         return index;
@@ -163,7 +168,8 @@ export class LayerOpener {
    * served from an index made elsewhere is checked against it once complete.
    */
   async rebuild(spec: RemoteLayerSpec): Promise<TarIndex> {
-    const index = await this.#firstContact(spec);
+    const path = await this.cache.blobPath(spec.layerDigest);
+    const index = path ? await indexOfCachedBlob(path, spec) : await this.#firstContact(spec);
     await this.cache.storeIndex(spec.layerDigest, serializeTarIndex(index).bytes);
     return index;
   }
@@ -230,6 +236,46 @@ export class LayerOpener {
       }
       try {
         return await this.#stream(spec);
+      } finally {
+        claim?.release();
+      }
+    } finally {
+      done();
+    }
+  }
+
+  /**
+   * The whole blob from a peer that holds it, into the cache, kept only if it
+   * matches the layer digest (no indexing: an index is at hand). False when
+   * no peer has it or its copy failed (the peer is then set aside).
+   */
+  async #copyFromPeer(spec: RemoteLayerSpec): Promise<boolean> {
+    const done = await this.streams.turn(spec.layerDigest);
+    try {
+      const claim = await this.cache.claimBlob(spec.layerDigest, spec.size);
+      try {
+        if (await this.cache.blobPath(spec.layerDigest)) return true; // a neighbour on this cache copied it
+        const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest, spec.size);
+        if (!peer) return false;
+        const started = Date.now();
+        let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
+        try {
+          writer = this.cache.blobWriter(spec.layerDigest);
+          let got = 0;
+          for await (const chunk of peer.body as AsyncIterable<Buffer>) {
+            got += chunk.length;
+            await writer.write(chunk);
+          }
+          if (got !== spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is ${got} bytes, the manifest says ${spec.size}`);
+          await writer.commit();
+          log.info("layer copied whole from a peer and verified", { layer: spec.layerDigest, bytes: got, ms: Date.now() - started, from: `peer ${peer.peer}` });
+          return true;
+        } catch (err) {
+          writer?.abort();
+          peer.body.destroy();
+          this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
+          return false;
+        }
       } finally {
         claim?.release();
       }
