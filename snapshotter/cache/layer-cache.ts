@@ -76,6 +76,8 @@ export class LayerCache {
   /** Sorted [start, end) chunk ranges per layer hex: what this instance knows; refreshed from the ledger on a miss. */
   readonly #ranges = new Map<string, [number, number][]>();
   readonly #pins = new Map<string, number>();
+  /** Whole blobs hashed after a read failed its check (dropRange), by file and mtime. */
+  readonly #hashed = new Map<string, { mtimeMs: number; ok: Promise<boolean> }>();
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -143,7 +145,7 @@ export class LayerCache {
   }
 
   /** Bytes [offset, offset+length) of a layer from its whole blob or its chunks; undefined unless all are here. */
-  async readRange(digest: string, offset: number, length: number): Promise<Buffer | undefined> {
+  async readRange(digest: string, offset: number, length: number, opts: { wholeOnly?: boolean } = {}): Promise<Buffer | undefined> {
     const hex = hexOf(digest);
     // On every FUSE read of a layer: open the whole blob directly (no stat
     // first); it may also have been written by another augur sharing the cache.
@@ -153,6 +155,11 @@ export class LayerCache {
       this.#ledger.touch(blob);
       this.#hits++;
       return whole;
+    }
+    // chunks may hold what `augur cache sync` copied unchecked: not for a reader whose index vouches for nothing
+    if (opts.wholeOnly) {
+      this.#misses++;
+      return undefined;
     }
     // chunks a neighbour stored are in the ledger, not yet in #ranges
     const pieces = this.#cover(hex, offset, offset + length) ?? (this.#refresh(hex), this.#cover(hex, offset, offset + length));
@@ -290,12 +297,29 @@ export class LayerCache {
       const m = /(\d+)-(\d+)$/.exec(f.rel);
       const overlaps = f.kind === "blobs" || (f.kind === "chunks" && !!m && Number(m[1]) < end && Number(m[2]) > offset);
       if (!overlaps) continue;
-      if (f.kind === "blobs" && (await sha256File(join(this.dir, f.rel)).catch(() => "")) === hex) continue;
+      if (f.kind === "blobs" && (await this.#intact(f.rel, hex))) continue;
       this.#remove(f.rel);
       dropped = true;
       log.warn("cached layer bytes failed their check on read; dropped, fetching them again", { file: f.rel });
     }
     return dropped;
+  }
+
+  /** Whether a whole blob still hashes to its digest: one hash per file at a time, remembered while the file is unchanged. */
+  #intact(rel: string, hex: string): Promise<boolean> {
+    const path = join(this.dir, rel);
+    let mtime: number;
+    try {
+      mtime = statSync(path).mtimeMs;
+    } catch {
+      return Promise.resolve(false);
+    }
+    const known = this.#hashed.get(rel);
+    if (known && known.mtimeMs === mtime) return known.ok;
+    const ok = sha256File(path).then((h) => h === hex, () => false);
+    this.#hashed.set(rel, { mtimeMs: mtime, ok });
+    if (this.#hashed.size > 64) this.#hashed.delete(this.#hashed.keys().next().value as string);
+    return ok;
   }
 
   /** The whole blob opened for reading, if the cache holds it (peer/blob-server.ts): eviction cannot take it from under the handle. */

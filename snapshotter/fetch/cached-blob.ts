@@ -21,6 +21,7 @@ export class CachedBlob implements BlobSource {
   /** Recent reads -> whether the cache answered them, to drop or blame their bytes if they fail their check. */
   readonly #answeredBy = new RecentReads<"cache" | "origin">();
   readonly #origin: RangeOrigin;
+  #wholeOnly = false;
 
   constructor(
     readonly cache: LayerCache,
@@ -33,12 +34,12 @@ export class CachedBlob implements BlobSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const len = Math.max(0, Math.min(length, this.size - offset));
-    const local = await this.cache.readRange(this.digest, offset, len);
+    const local = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
     if (local) return this.#answered(offset, len, "cache", local);
     const claim = await this.cache.claimRange(this.digest, offset, len);
     if (!claim) {
       // a neighbour fetched them meanwhile
-      const landed = await this.cache.readRange(this.digest, offset, len);
+      const landed = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
       if (landed) return this.#answered(offset, len, "cache", landed);
     }
     let data: Buffer;
@@ -57,8 +58,13 @@ export class CachedBlob implements BlobSource {
     return this.#answered(offset, len, "origin", data);
   }
 
-  /** Bytes from the registry only from now on (the layer's index came from a peer). */
+  /**
+   * From now on, bytes only from the registry or the whole blob in the cache
+   * (digest-checked), never from cached chunks: the layer's index came from a
+   * peer, and chunks may be a peer's too (augur cache sync).
+   */
   registryOnly(): void {
+    this.#wholeOnly = true;
     this.#origin.registryOnly?.();
   }
 

@@ -236,10 +236,14 @@ export class OverlaySnapshotter implements Snapshotter {
     if (!remote || !this.#nativeCopy || this.#native.has(id) || existsSync(join(this.layout.dir(id), NATIVE_FAILED_FILE))) return;
     const fs = this.layout.fs(id);
     void (async () => {
-      const blob = await remote.completeBlob(fs);
-      if (!blob) return;
-      try {
-        await this.#unpacking(async () => {
+      // wait until the layer is opened and its blob whole; pinned only once its turn to unpack comes
+      const ready = await remote.completeBlob(fs);
+      ready?.release();
+      if (!ready) return;
+      await this.#unpacking(async () => {
+        const blob = await remote.completeBlob(fs);
+        if (!blob) return; // evicted meanwhile: it stays on FUSE
+        try {
           if (!remote.isMounted(fs) || this.#closing.signal.aborted) return; // removed meanwhile, or shutting down
           const unpacked = remote.usage(fs)?.size ?? 0;
           const used = [...this.#native.values()].reduce((a, b) => a + b, 0);
@@ -254,10 +258,10 @@ export class OverlaySnapshotter implements Snapshotter {
           writeFileSync(join(this.layout.dir(id), NATIVE_SIZE_FILE), `${unpacked}\n`);
           this.#native.set(id, unpacked);
           log.info("layer unpacked natively; new containers read it without FUSE", { id, layer: blob.layer, bytes: unpacked, ms: Date.now() - started });
-        });
-      } finally {
-        blob.release();
-      }
+        } finally {
+          blob.release();
+        }
+      });
     })().catch((err: unknown) => {
       if (this.#closing.signal.aborted) return;
       log.warn("native copy of layer failed; containers keep reading it through FUSE, and it is not tried again", { id, error: errorMessage(err) });

@@ -17,6 +17,7 @@
 // At most `concurrency` requests are served at once; more get 503 and
 // Retry-After, which clients treat as "ask the next host".
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { pipeline } from "node:stream";
 import type { LayerCache, OpenBlob } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
@@ -174,16 +175,18 @@ export class BlobServer {
   }
 
   #stream(req: IncomingMessage, res: ServerResponse, file: OpenBlob, start: number, end: number): void {
-    if (req.method === "HEAD" || end <= start) {
+    if (req.method === "HEAD" || end <= start || res.destroyed) {
+      // (a client gone while the file opened: the handle is closed here, nothing streams)
       void file.handle.close();
       res.end();
       return;
     }
     const stream = file.handle.createReadStream({ start, end: end - 1, highWaterMark: 1 << 20, autoClose: true });
-    stream.on("data", (chunk) => (this.stats.servedBytes += chunk.length));
-    stream.on("error", () => res.destroy());
-    res.on("close", () => stream.destroy());
-    stream.pipe(res);
+    stream.on("data", (chunk: string | Buffer) => {
+      this.stats.servedBytes += chunk.length;
+    });
+    // either side ending early ends both, and the handle closes with the stream
+    pipeline(stream, res, () => undefined);
   }
 
   #json(res: ServerResponse, status: number, body: unknown): void {

@@ -55,6 +55,9 @@ export interface RemoteIndex {
   lookups?: readonly string[];
 }
 
+/** Longest a peer may take to send a whole blob: 30 s, plus a second per 10 MiB. */
+const PEER_COPY_MS = (size: number): number => 30_000 + Math.ceil(size / (10 << 20)) * 1000;
+
 /** Priority and request size of the header fetches for an untrusted index's entry checks: what a container's lookups wait for. */
 const CHECK_AHEAD = { priority: "soon", maxRequestBytes: 1 << 20 } as const;
 
@@ -122,7 +125,8 @@ export class LayerOpener {
           // the peer that wrote this index must not also vouch for the bytes: they come from the
           // registry, or from the peer's whole blob, checked against the layer digest first
           blob.registryOnly();
-          await this.#copyFromPeer(spec);
+          // in the background: reads go to the registry until the checked copy lands, then to it
+          void this.#copyFromPeer(spec);
         }
         const index = new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
         if (index.untrusted && remote.lookups) index.fetchHeadersAhead(remote.lookups, CHECK_AHEAD);
@@ -168,8 +172,15 @@ export class LayerOpener {
    * served from an index made elsewhere is checked against it once complete.
    */
   async rebuild(spec: RemoteLayerSpec): Promise<TarIndex> {
-    const path = await this.cache.blobPath(spec.layerDigest);
-    const index = path ? await indexOfCachedBlob(path, spec) : await this.#firstContact(spec);
+    // the cached blob, kept from eviction while it is read; if it is gone or spoiled, streamed again
+    const unpin = this.cache.pin(spec.layerDigest);
+    let index: TarIndex;
+    try {
+      const path = await this.cache.blobPath(spec.layerDigest);
+      index = path ? await indexOfCachedBlob(path, spec).catch(() => this.#firstContact(spec)) : await this.#firstContact(spec);
+    } finally {
+      unpin();
+    }
     await this.cache.storeIndex(spec.layerDigest, serializeTarIndex(index).bytes);
     return index;
   }
@@ -247,40 +258,51 @@ export class LayerOpener {
   /**
    * The whole blob from a peer that holds it, into the cache, kept only if it
    * matches the layer digest (no indexing: an index is at hand). False when
-   * no peer has it or its copy failed (the peer is then set aside).
+   * no peer has it, or its copy failed or was too slow (the peer is then set
+   * aside; not for a failure of this node's own disk).
    */
   async #copyFromPeer(spec: RemoteLayerSpec): Promise<boolean> {
-    const done = await this.streams.turn(spec.layerDigest);
+    const claim = await this.cache.claimBlob(spec.layerDigest, spec.size);
     try {
-      const claim = await this.cache.claimBlob(spec.layerDigest, spec.size);
+      if (await this.cache.blobPath(spec.layerDigest)) return true; // a neighbour on this cache copied it
+      const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest, spec.size);
+      if (!peer) return false;
+      const started = Date.now();
+      // a peer is a shortcut: one that trickles is cut off, and reads stay with the registry
+      const deadline = setTimeout(() => peer.body.destroy(new Error(`copy not done in ${PEER_COPY_MS(spec.size) / 1000} s`)), PEER_COPY_MS(spec.size));
+      let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
+      let local: unknown;
       try {
-        if (await this.cache.blobPath(spec.layerDigest)) return true; // a neighbour on this cache copied it
-        const peer = await this.peers?.blobStream(toReference(spec.imageRef).repository, spec.layerDigest, spec.size);
-        if (!peer) return false;
-        const started = Date.now();
-        let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
-        try {
-          writer = this.cache.blobWriter(spec.layerDigest);
-          let got = 0;
-          for await (const chunk of peer.body as AsyncIterable<Buffer>) {
-            got += chunk.length;
-            await writer.write(chunk);
-          }
-          if (got !== spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is ${got} bytes, the manifest says ${spec.size}`);
-          await writer.commit();
-          log.info("layer copied whole from a peer and verified", { layer: spec.layerDigest, bytes: got, ms: Date.now() - started, from: `peer ${peer.peer}` });
-          return true;
-        } catch (err) {
-          writer?.abort();
-          peer.body.destroy();
-          this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
-          return false;
+        writer = this.cache.blobWriter(spec.layerDigest);
+        let got = 0;
+        for await (const chunk of peer.body as AsyncIterable<Buffer>) {
+          got += chunk.length;
+          await writer.write(chunk).catch((err: unknown) => {
+            local = err;
+            throw err;
+          });
         }
+        if (got !== spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is ${got} bytes, the manifest says ${spec.size}`);
+        await writer.commit().catch((err: unknown) => {
+          local = err;
+          throw err;
+        });
+        log.info("layer copied whole from a peer and verified", { layer: spec.layerDigest, bytes: got, ms: Date.now() - started, from: `peer ${peer.peer}` });
+        return true;
+      } catch (err) {
+        writer?.abort();
+        peer.body.destroy();
+        if (local === undefined) this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
+        else log.warn("could not keep a peer's copy of the layer; reading it from the registry", { layer: spec.layerDigest, error: errorMessage(err) });
+        return false;
       } finally {
-        claim?.release();
+        clearTimeout(deadline);
       }
+    } catch (err) {
+      log.warn("could not copy the layer from a peer; reading it from the registry", { layer: spec.layerDigest, error: errorMessage(err) });
+      return false;
     } finally {
-      done();
+      claim?.release();
     }
   }
 

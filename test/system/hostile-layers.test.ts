@@ -27,12 +27,15 @@ const MiB = 1 << 20;
 const BOMB_BYTES = 512 * MiB;
 /** How much augur's peak RSS may grow over the whole file (it was 6.7 GB for the TOC bomb, 3.1 GB for the PAX one). */
 const RSS_GROWTH_LIMIT = 200 * MiB;
+/** How much more augur may still hold once the hostile layers are done (it held 1.65 GB after the PAX one). */
+const RSS_KEPT_LIMIT = 64 * MiB;
 
 let dir: string;
 let registry: Registry;
 let augur: Augur;
 let containerd: Containerd;
 let peakBefore = 0;
+let rssBefore = 0;
 
 /** gzip of `head` followed by `zeros` zero bytes, streamed (never held uncompressed); and the sha256 of what it inflates to. */
 async function gzipWithZeros(head: Buffer, zeros: number): Promise<{ blob: Buffer; diffId: string }> {
@@ -80,6 +83,13 @@ function peakRss(): number {
   return Number(m[1]) * 1024;
 }
 
+/** augur's resident set now (VmRSS), in bytes. */
+function currentRss(): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${augur.proc.pid}/status`, "utf8"));
+  if (!m) throw new Error("no VmRSS in /proc/<augur>/status");
+  return Number(m[1]) * 1024;
+}
+
 /** Runs `work` while asking augur's /healthz every 100 ms; returns the slowest answer (ms) and what work returned. */
 async function whileProbing<T>(work: () => Promise<T>): Promise<{ slowestMs: number; result: T }> {
   let slowest = 0;
@@ -107,6 +117,7 @@ beforeAll(async () => {
   augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: ["--no-native-copy"] });
   containerd = await startContainerd(dir, augur.socket);
   peakBefore = peakRss();
+  rssBefore = currentRss();
 }, 120_000);
 
 afterAll(async () => {
@@ -176,4 +187,15 @@ describe("hostile layers through containerd", () => {
     // nothing of the layer was kept as if it were the blob
     expect(existsSync(join(augur.root, "cache", "blobs", "sha256", digest.slice(7)))).toBe(false);
   }, 300_000);
+
+  it("gives back the memory the hostile layers made it take", async () => {
+    // after them all, within a few seconds (a collection or two), augur is about where it started
+    const deadline = Date.now() + 20_000;
+    let grown = currentRss() - rssBefore;
+    while (grown >= RSS_KEPT_LIMIT && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      grown = currentRss() - rssBefore;
+    }
+    expect(grown).toBeLessThan(RSS_KEPT_LIMIT);
+  }, 60_000);
 });
