@@ -2,8 +2,10 @@
 // the layers named into this node's cache, within its bound. A whole blob is
 // checked against its digest before it is kept. Chunks cannot be checked
 // without the layer's index or TOC: they are kept as the peer sent them and,
-// like every cached byte, checked when first read (one that fails is dropped
-// and fetched again, cached-blob.ts), so a lying peer costs a fetch, never data.
+// like every cached byte, checked when first read against an index or TOC this
+// node trusts (one that fails is dropped and fetched again, cached-blob.ts; a
+// layer read under a peer's index never reads chunks), so a lying peer costs a
+// fetch, never data.
 import type { LayerCache } from "../cache/layer-cache.js";
 import { errorMessage } from "../errdefs/errors.js";
 import { Peers } from "./peers.js";
