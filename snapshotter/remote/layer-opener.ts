@@ -55,6 +55,8 @@ export interface RemoteIndex {
   lookups?: readonly string[];
 }
 
+/** How long a layer's open waits for a peer's copy of its blob before reading from the registry meanwhile. */
+const PEER_COPY_WAIT_MS = 2_000;
 /** Longest a peer may take to send a whole blob: 30 s, plus a second per 10 MiB. */
 const PEER_COPY_MS = (size: number): number => 30_000 + Math.ceil(size / (10 << 20)) * 1000;
 
@@ -125,8 +127,10 @@ export class LayerOpener {
           // the peer that wrote this index must not also vouch for the bytes: they come from the
           // registry, or from the peer's whole blob, checked against the layer digest first
           blob.registryOnly();
-          // in the background: reads go to the registry until the checked copy lands, then to it
-          void this.#copyFromPeer(spec);
+          // waited for a moment (a peer on the node network copies fast), then in the background:
+          // reads go to the registry until the checked copy lands, then to it
+          const copy = this.#copyFromPeer(spec);
+          await Promise.race([copy, new Promise((resolve) => setTimeout(resolve, PEER_COPY_WAIT_MS).unref())]);
         }
         const index = new TarLayerIndex(remote.index, blob, { queue: this.queue, stats: this.stats, untrusted: !remote.trusted });
         if (index.untrusted && remote.lookups) index.fetchHeadersAhead(remote.lookups, CHECK_AHEAD);

@@ -32,6 +32,8 @@ let second: Node;
 let third: Node;
 let synced: Node | undefined;
 let indexOnly: Node | undefined;
+let trickled: Node | undefined;
+let trickler: Server | undefined;
 let liar: Server;
 let servePort: number;
 let image: BuiltImage;
@@ -110,11 +112,13 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  for (const n of [indexOnly, synced, third, second, first]) {
+  for (const n of [trickled, indexOnly, synced, third, second, first]) {
     await n?.containerd.stop();
     await n?.augur.stop();
   }
   await new Promise<void>((r) => (liar ? liar.close(() => r()) : r()));
+  trickler?.closeAllConnections();
+  await new Promise<void>((r) => (trickler ? trickler.close(() => r()) : r()));
   await registry?.stop();
   await removeScratch(dir);
 }, 120_000);
@@ -214,5 +218,34 @@ describe("a node with a warm peer", () => {
     expect(gets.every((m) => m[1] === "206")).toBe(true);
     // (the container reads every file, so all of the layer, each byte once)
     expect(gets.reduce((n, m) => n + Number(m[2]), 0)).toBeLessThanOrEqual(image.layerSizes[1] as number);
+  });
+
+  it("a peer that trickles a whole blob does not hold the layer: reads go to the registry meanwhile", async () => {
+    // passes the first node's cache on, but a whole blob comes one byte every 200 ms
+    trickler = createServer((req, res) => {
+      const whole = req.method === "GET" && /\/blobs\/sha256:/.test(req.url ?? "") && !req.headers.range;
+      const up = request({ host: "127.0.0.1", port: servePort, path: req.url, method: req.method, headers: req.headers }, (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        if (!whole || upRes.statusCode !== 200) return void upRes.pipe(res);
+        upRes.pause();
+        const tick = setInterval(() => {
+          const b = upRes.read(1) as Buffer | null;
+          if (b) res.write(b);
+        }, 200);
+        res.on("close", () => clearInterval(tick));
+      });
+      up.on("error", () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => trickler?.listen(0, "127.0.0.1", r));
+    trickled = await startNode("trickled", ["--peer", `http://127.0.0.1:${(trickler.address() as AddressInfo).port}`]);
+    const base = image.layerDigests[0] as string; // the busybox layer: the first node holds it whole
+    const before = (await registry.settledLog()).length;
+    const pulled = await rpull(trickled, refs.plain);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await trickled.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.plain, "trickled", ...READ], 60_000)).toBe(SUMS);
+    // the copy is still crawling: the container read the layer from the registry
+    expect(trickled.augur.proc.log()).not.toContain(`layer copied whole from a peer and verified layer=${base}`);
+    expect((await registry.settledLog()).slice(before)).toMatch(new RegExp(`"GET /v2/peer/plain/blobs/${base} HTTP/[\\d.]+" 206 \\d+`));
   });
 });
