@@ -57,16 +57,7 @@ export class Metrics {
 
   /** Fetch figures as counters, read from the shared FetchStats when scraped. */
   #fetchMetrics(st: FetchStats): void {
-    const counter = (name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]): void => {
-      // counters whose totals live in FetchStats: set to them at each scrape
-      new Counter({
-        name, help, labelNames, registers: [this.registry],
-        collect() {
-          this.reset();
-          for (const [labels, v] of read()) this.inc(labels, v);
-        },
-      });
-    };
+    const counter = this.#figureCounter;
     counter("augur_read_bytes_total", "Compressed bytes of layer units that reads asked for: fetched ahead (hit), fetched by an earlier read (again), or fetched for the read (miss)", ["result"],
       () => [[{ result: "hit" }, st.readHitBytes], [{ result: "again" }, st.readAgainBytes], [{ result: "miss" }, st.readMissBytes]]);
     counter("augur_read_miss_fetches_total", "Fetches reads had to wait for", [], () => [[{}, st.missFetches]]);
@@ -116,16 +107,7 @@ export class Metrics {
   }
 
   #peerMetrics({ peers, served }: PeerFigures): void {
-    const registers = [this.registry];
-    const total = (name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]): void => {
-      new Counter({
-        name, help, labelNames, registers,
-        collect() {
-          this.reset();
-          for (const [labels, v] of read()) this.inc(labels, v);
-        },
-      });
-    };
+    const total = this.#figureCounter;
     if (peers) {
       total("augur_peer_requests_total", "Misses asked of peers (--peer), by result", ["result"], () => [[{ result: "hit" }, peers.hits], [{ result: "miss" }, peers.misses]]);
       total("augur_peer_fetched_bytes_total", "Layer bytes peers sent this augur", [], () => [[{}, peers.bytes]]);
@@ -138,6 +120,17 @@ export class Metrics {
       total("augur_served_bytes_total", "Layer bytes this augur's cache served to peers", [], () => [[{}, served.servedBytes]]);
     }
   }
+
+  /** A counter whose totals live elsewhere (FetchStats, peer figures): set to them at each scrape. */
+  readonly #figureCounter = (name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]): void => {
+    new Counter({
+      name, help, labelNames, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [labels, v] of read()) this.inc(labels, v);
+      },
+    });
+  };
 
   observeCall(method: string, code: number): void {
     this.grpcRequests.inc({ method, code: status[code] ?? String(code) });

@@ -105,6 +105,38 @@ export class LayerCache {
     }
   }
 
+  /**
+   * Stores a whole blob from a stream that fails unless its bytes are the
+   * blob's (a DigestVerifier in it); returns its size. Nothing is kept if the
+   * stream fails or brings other than `size` bytes. A failure of this cache's
+   * own disk is a CacheWriteError; any other came from the stream.
+   */
+  async storeBlob(digest: string, body: AsyncIterable<Buffer>, size: number): Promise<number> {
+    let writer: BlobWriter | undefined;
+    const local = (err: unknown): never => {
+      const why = errorMessage(err);
+      throw new CacheWriteError(why.includes(this.dir) ? why : `cache directory ${this.dir}: storing layer blob ${digest}: ${why}`, { cause: err });
+    };
+    try {
+      try {
+        writer = this.blobWriter(digest);
+      } catch (err) {
+        local(err);
+      }
+      let got = 0;
+      for await (const chunk of body) {
+        got += chunk.length;
+        await (writer as BlobWriter).write(chunk).catch(local);
+      }
+      if (got !== size) throw new FailedPreconditionError(`layer blob ${digest} is ${got} bytes, the manifest says ${size}`);
+      await (writer as BlobWriter).commit().catch(local);
+      return got;
+    } catch (err) {
+      writer?.abort();
+      throw err;
+    }
+  }
+
   /** Writes a whole blob through wip/; the caller has verified it before `commit`. */
   blobWriter(digest: string): BlobWriter {
     const rel = `blobs/sha256/${hexOf(digest)}`;
@@ -294,8 +326,8 @@ export class LayerCache {
     const end = offset + length;
     let dropped = false;
     for (const f of this.#ledger.files(hex)) {
-      const m = /(\d+)-(\d+)$/.exec(f.rel);
-      const overlaps = f.kind === "blobs" || (f.kind === "chunks" && !!m && Number(m[1]) < end && Number(m[2]) > offset);
+      const r = chunkBounds(f.rel);
+      const overlaps = f.kind === "blobs" || (!!r && r[0] < end && r[1] > offset);
       if (!overlaps) continue;
       if (f.kind === "blobs" && (await this.#intact(f.rel, hex))) continue;
       this.#remove(f.rel);
@@ -436,8 +468,8 @@ export class LayerCache {
       try {
         if (f.kind === "blobs") ok = (await sha256File(path)) === f.layer;
         else if (f.kind === "chunks") {
-          const m = /(\d+)-(\d+)$/.exec(f.rel);
-          ok = !!m && (await stat(path)).size === Number(m[2]) - Number(m[1]);
+          const r = chunkBounds(f.rel);
+          ok = !!r && (await stat(path)).size === r[1] - r[0];
         } else ok = (await stat(path)).size > 0;
       } catch {
         ok = false;
@@ -516,10 +548,10 @@ export class LayerCache {
 
   #add(rel: string, size: number, layer: string): void {
     this.#ledger.add(rel, layer, size);
-    const m = /^chunks\/sha256\/[0-9a-f]+\/(\d+)-(\d+)$/.exec(rel);
-    if (m) {
+    const r = chunkBounds(rel);
+    if (r) {
       const ranges = this.#ranges.get(layer) ?? [];
-      ranges.push([Number(m[1]), Number(m[2])]);
+      ranges.push(r);
       ranges.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
       this.#ranges.set(layer, ranges);
     }
@@ -528,10 +560,10 @@ export class LayerCache {
 
   #forget(rel: string): void {
     this.#ledger.forget(rel);
-    const m = /^chunks\/sha256\/([0-9a-f]+)\/(\d+)-(\d+)$/.exec(rel);
-    if (m) {
-      const ranges = this.#ranges.get(m[1] as string) ?? [];
-      const i = ranges.findIndex((r) => r[0] === Number(m[2]) && r[1] === Number(m[3]));
+    const r = chunkBounds(rel);
+    if (r) {
+      const ranges = this.#ranges.get(rel.split("/")[2] as string) ?? [];
+      const i = ranges.findIndex((x) => x[0] === r[0] && x[1] === r[1]);
       if (i >= 0) ranges.splice(i, 1);
     }
   }
@@ -584,6 +616,9 @@ export class LayerCache {
   }
 }
 
+/** This cache's own disk failed a write (full, read-only, gone): not the fault of where the bytes came from. */
+export class CacheWriteError extends UnavailableError {}
+
 /** A cached blob opened for reading; close `handle` (or let a stream made from it close it). */
 export interface OpenBlob {
   handle: FileHandle;
@@ -615,6 +650,14 @@ async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");
+}
+
+const CHUNK = /^chunks\/sha256\/[0-9a-f]{64}\/(\d+)-(\d+)$/;
+
+/** [start, end) of a chunk file's name (`chunks/sha256/<hex>/<start>-<end>`); undefined for other files. */
+function chunkBounds(rel: string): [number, number] | undefined {
+  const m = CHUNK.exec(rel);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
 }
 
 /** ENOSPC/EDQUOT as an error that says what to do; other errors as they are. Nothing torn is left: writes go to wip/ first. */

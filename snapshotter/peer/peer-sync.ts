@@ -65,18 +65,9 @@ async function copyBlob(cache: LayerCache, peers: Peers, repository: string, dig
   // at most `size` bytes, and they must match the digest: nothing else is committed
   const got = await peers.blobStream(repository, digest, size);
   if (!got) throw new Error("the peer no longer has it");
-  let bytes = 0;
-  let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
   try {
-    writer = cache.blobWriter(digest);
-    for await (const chunk of got.body as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      await writer.write(chunk);
-    }
-    await writer.commit();
-    return bytes;
+    return await cache.storeBlob(digest, got.body as AsyncIterable<Buffer>, size);
   } catch (err) {
-    writer?.abort();
     got.body.destroy();
     throw err;
   }

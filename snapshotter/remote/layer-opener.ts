@@ -14,7 +14,7 @@ import type { FetchQueue } from "../fetch/fetch-queue.js";
 import type { FetchStats } from "../fetch/fetch-stats.js";
 import type { StreamOrder } from "./stream-order.js";
 import { yieldToLoop, type IndexLoads } from "./index-loads.js";
-import type { LayerCache } from "../cache/layer-cache.js";
+import { CacheWriteError, type LayerCache } from "../cache/layer-cache.js";
 import { InvalidArgumentError, errorMessage } from "../errdefs/errors.js";
 import { LayerVerificationError } from "../fetch/verification.js";
 import { compressionOf, gzipBlockBoundaries } from "../layer/decoders.js";
@@ -274,30 +274,14 @@ export class LayerOpener {
       const started = Date.now();
       // a peer is a shortcut: one that trickles is cut off, and reads stay with the registry
       const deadline = setTimeout(() => peer.body.destroy(new Error(`copy not done in ${PEER_COPY_MS(spec.size) / 1000} s`)), PEER_COPY_MS(spec.size));
-      let writer: ReturnType<LayerCache["blobWriter"]> | undefined;
-      let local: unknown;
       try {
-        writer = this.cache.blobWriter(spec.layerDigest);
-        let got = 0;
-        for await (const chunk of peer.body as AsyncIterable<Buffer>) {
-          got += chunk.length;
-          await writer.write(chunk).catch((err: unknown) => {
-            local = err;
-            throw err;
-          });
-        }
-        if (got !== spec.size) throw new LayerVerificationError(spec.layerDigest, `blob is ${got} bytes, the manifest says ${spec.size}`);
-        await writer.commit().catch((err: unknown) => {
-          local = err;
-          throw err;
-        });
+        const got = await this.cache.storeBlob(spec.layerDigest, peer.body as AsyncIterable<Buffer>, spec.size);
         log.info("layer copied whole from a peer and verified", { layer: spec.layerDigest, bytes: got, ms: Date.now() - started, from: `peer ${peer.peer}` });
         return true;
       } catch (err) {
-        writer?.abort();
         peer.body.destroy();
-        if (local === undefined) this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
-        else log.warn("could not keep a peer's copy of the layer; reading it from the registry", { layer: spec.layerDigest, error: errorMessage(err) });
+        if (err instanceof CacheWriteError) log.warn("could not keep a peer's copy of the layer; reading it from the registry", { layer: spec.layerDigest, error: errorMessage(err) });
+        else this.peers?.distrust(peer.peer, `its copy of ${spec.layerDigest} failed: ${errorMessage(err)}`);
         return false;
       } finally {
         clearTimeout(deadline);

@@ -3,10 +3,9 @@
 // containers still read it, and every container reads correct data.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
-import { startContainerd, type Containerd } from "../harness/containerd.js";
+import { AUGUR_BIN } from "../harness/augur.js";
+import { rpull, startNode, stopNodes, type Node } from "../harness/node.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage } from "../../scripts/images/oci-image.js";
@@ -20,7 +19,7 @@ const sums = (img: number): string => files[img]?.map((c, i) => `${md5(c)}  /dat
 let dir: string;
 let cacheDir: string;
 let registry: Registry;
-const nodes: { augur: Augur; containerd: Containerd }[] = [];
+const nodes: Node[] = [];
 const refs: string[] = [];
 
 beforeAll(async () => {
@@ -28,10 +27,7 @@ beforeAll(async () => {
   cacheDir = join(dir, "cache");
   registry = await startRegistry(dir);
   for (const name of ["a", "b"]) {
-    const nodeDir = join(dir, name);
-    mkdirSync(nodeDir);
-    const augur = await startAugur(nodeDir, { root: join(nodeDir, "root"), extraArgs: ["--cache-dir", cacheDir, "--cache-size", String(BOUND), "--no-prefetch", "--no-native-copy"] });
-    nodes.push({ augur, containerd: await startContainerd(nodeDir, augur.socket) });
+    nodes.push(await startNode(dir, name, ["--cache-dir", cacheDir, "--cache-size", String(BOUND), "--no-prefetch", "--no-native-copy"], { root: join(dir, name, "root") }));
   }
   for (const [img, content] of files.entries()) {
     const image = await buildImage(join(dir, `img${img}`), {
@@ -44,10 +40,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    await n.containerd.stop();
-    await n.augur.stop();
-  }
+  await stopNodes(nodes);
   await registry?.stop();
   await removeScratch(dir);
 }, 120_000);
@@ -55,7 +48,7 @@ afterAll(async () => {
 describe("a workload larger than the shared cache's bound", () => {
   it("keeps the directory within the bound while containers on both augurs read correct data", async () => {
     for (const [i, n] of nodes.entries()) {
-      const p = await run("ctr-remote", ["--address", n.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", refs[i] as string], { timeoutMs: 120_000 });
+      const p = await rpull(n.containerd, refs[i] as string);
       expect(p.code, p.stderr).toBe(0);
     }
     // both read everything three times over, at once: each pass finds some of its data evicted by the other

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
+import { rpull } from "../harness/node.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
 
@@ -31,7 +32,7 @@ beforeAll(async () => {
   image = await buildImage(join(dir, "img"), { layers: [busyboxLayer(), [{ type: "file", path: "big.bin", content: BIG }]], cmd: ["/bin/sh"] });
   ref = `${registry.host}/repair/app:1`;
   pushImage(image, ref);
-  const pulled = await run("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 });
+  const pulled = await rpull(containerd, ref);
   if (pulled.code !== 0) throw new Error(`rpull: ${pulled.stderr}`);
   const out = await containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, "first", "md5sum", "/big.bin"], 120_000);
   if (out !== `${md5(BIG)}  /big.bin\n`) throw new Error(`first run read ${out}`);

@@ -10,8 +10,8 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
-import { startContainerd, type Containerd } from "../harness/containerd.js";
+import { AUGUR_BIN } from "../harness/augur.js";
+import { rpull, startNode, stopNodes, type Node } from "../harness/node.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { freePort, removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
@@ -21,10 +21,6 @@ const md5 = (b: Buffer): string => createHash("md5").update(b).digest("hex");
 const SUMS = FILES.map((c, i) => `${md5(c)}  /data/f${i}.bin`).join("\n") + "\n";
 const READ = ["md5sum", ...FILES.map((_, i) => `/data/f${i}.bin`)];
 
-interface Node {
-  augur: Augur;
-  containerd: Containerd;
-}
 let dir: string;
 let registry: Registry;
 let first: Node;
@@ -40,15 +36,8 @@ let image: BuiltImage;
 const refs = { plain: "", estargz: "" };
 let estargzLayers: string[] = [];
 
-async function startNode(name: string, extraArgs: string[]): Promise<Node> {
-  const nodeDir = join(dir, name);
-  mkdirSync(nodeDir);
-  const augur = await startAugur(nodeDir, { extraArgs: ["--no-prefetch", "--no-native-copy", ...extraArgs] });
-  return { augur, containerd: await startContainerd(nodeDir, augur.socket) };
-}
-
-const rpull = (n: Node, ref: string): Promise<{ code: number; stdout: string; stderr: string }> =>
-  run("ctr-remote", ["--address", n.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 });
+/** A node of this file: no prefetch and no native copies, so what it reads is what the container asks. */
+const node = (name: string, extraArgs: string[]): Promise<Node> => startNode(dir, name, ["--no-prefetch", "--no-native-copy", ...extraArgs]);
 
 async function status(n: Node): Promise<{ peers: { hits: number; bytes: number; distrusted: number } | null; serving: { servedBytes: number } | null }> {
   const r = await run("curl", ["-sf", "--unix-socket", n.augur.apiSocket, "http://augur/cache/status"]);
@@ -66,7 +55,7 @@ beforeAll(async () => {
   dir = scratchDir("as-peer-");
   registry = await startRegistry(dir);
   servePort = await freePort();
-  first = await startNode("first", ["--serve-cache", `127.0.0.1:${servePort}`]);
+  first = await node("first", ["--serve-cache", `127.0.0.1:${servePort}`]);
   image = await buildImage(join(dir, "img"), {
     layers: [busyboxLayer(), [{ type: "dir", path: "data" }, ...FILES.map((c, i) => ({ type: "file" as const, path: `data/f${i}.bin`, content: c }))]],
     cmd: ["/bin/sh"],
@@ -83,12 +72,12 @@ beforeAll(async () => {
   estargzLayers = manifest.layers.map((l) => l.digest);
   // the first node runs both images: its cache now holds what they read
   for (const ref of [refs.plain, refs.estargz]) {
-    const pulled = await rpull(first, ref);
+    const pulled = await rpull(first.containerd, ref);
     if (pulled.code !== 0) throw new Error(`rpull ${ref}: ${pulled.stderr}`);
     const out = await first.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `first-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000);
     if (out !== SUMS) throw new Error(`first node read ${out}`);
   }
-  second = await startNode("second", ["--peer", `http://127.0.0.1:${servePort}`]);
+  second = await node("second", ["--peer", `http://127.0.0.1:${servePort}`]);
   // a peer that passes on the first node's cache with one byte of every body flipped
   liar = createServer((req, res) => {
     const up = request({ host: "127.0.0.1", port: servePort, path: req.url, method: req.method, headers: req.headers }, (upRes) => {
@@ -108,14 +97,11 @@ beforeAll(async () => {
     req.pipe(up);
   });
   await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
-  third = await startNode("third", ["--peer", `http://127.0.0.1:${(liar.address() as AddressInfo).port}`]);
+  third = await node("third", ["--peer", `http://127.0.0.1:${(liar.address() as AddressInfo).port}`]);
 }, 400_000);
 
 afterAll(async () => {
-  for (const n of [trickled, indexOnly, synced, third, second, first]) {
-    await n?.containerd.stop();
-    await n?.augur.stop();
-  }
+  await stopNodes([trickled, indexOnly, synced, third, second, first]);
   await new Promise<void>((r) => (liar ? liar.close(() => r()) : r()));
   trickler?.closeAllConnections();
   await new Promise<void>((r) => (trickler ? trickler.close(() => r()) : r()));
@@ -127,7 +113,7 @@ describe("a node with a warm peer", () => {
   it("starts a plain image and an eStargz image from the peer's cache, not the registry", async () => {
     const before = (await registry.settledLog()).length;
     for (const ref of [refs.plain, refs.estargz]) {
-      const pulled = await rpull(second, ref);
+      const pulled = await rpull(second.containerd, ref);
       expect(pulled.code, pulled.stderr).toBe(0);
       expect(await second.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `second-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
     }
@@ -155,7 +141,7 @@ describe("a node with a warm peer", () => {
   it("a peer that sends corrupted bytes is caught and the registry answers", async () => {
     const before = (await registry.settledLog()).length;
     for (const ref of [refs.plain, refs.estargz]) {
-      const pulled = await rpull(third, ref);
+      const pulled = await rpull(third.containerd, ref);
       expect(pulled.code, pulled.stderr).toBe(0);
       expect(await third.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `third-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
     }
@@ -190,10 +176,10 @@ describe("a node with a warm peer", () => {
     expect(noPeer.code).not.toBe(0);
     expect(noPeer.stderr).toMatch(/needs --from PEER/);
 
-    synced = await startNode("synced", ["--cache-dir", cacheDir]);
+    synced = await node("synced", ["--cache-dir", cacheDir]);
     const before = (await registry.settledLog()).length;
     for (const ref of [refs.plain, refs.estargz]) {
-      const pulled = await rpull(synced, ref);
+      const pulled = await rpull(synced.containerd, ref);
       expect(pulled.code, pulled.stderr).toBe(0);
       expect(await synced.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, `synced-${ref.includes("estargz") ? "e" : "p"}`, ...READ], 120_000)).toBe(SUMS);
     }
@@ -206,9 +192,9 @@ describe("a node with a warm peer", () => {
     rmSync(join(dir, "first", "augur-root", "cache", "blobs", "sha256", big.slice(7)));
     const verified = await run(process.execPath, [AUGUR_BIN, "cache", "verify", "--cache-dir", join(dir, "first", "augur-root", "cache")]);
     expect(verified.code, verified.stderr).toBe(0);
-    indexOnly = await startNode("index-only", ["--peer", `http://127.0.0.1:${servePort}`]);
+    indexOnly = await node("index-only", ["--peer", `http://127.0.0.1:${servePort}`]);
     const before = (await registry.settledLog()).length;
-    const pulled = await rpull(indexOnly, refs.plain);
+    const pulled = await rpull(indexOnly.containerd, refs.plain);
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await indexOnly.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.plain, "index-only", ...READ], 120_000)).toBe(SUMS);
     expect(indexOnly.augur.proc.log()).toMatch(new RegExp(`layer index from the registry; entries are checked against the tar as they are served layer=${big} source="peer http`));
@@ -238,10 +224,10 @@ describe("a node with a warm peer", () => {
       req.pipe(up);
     });
     await new Promise<void>((r) => trickler?.listen(0, "127.0.0.1", r));
-    trickled = await startNode("trickled", ["--peer", `http://127.0.0.1:${(trickler.address() as AddressInfo).port}`]);
+    trickled = await node("trickled", ["--peer", `http://127.0.0.1:${(trickler.address() as AddressInfo).port}`]);
     const base = image.layerDigests[0] as string; // the busybox layer: the first node holds it whole
     const before = (await registry.settledLog()).length;
-    const pulled = await rpull(trickled, refs.plain);
+    const pulled = await rpull(trickled.containerd, refs.plain);
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await trickled.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", refs.plain, "trickled", ...READ], 60_000)).toBe(SUMS);
     // the copy is still crawling: the container read the layer from the registry

@@ -4,16 +4,15 @@
 // containerd reads it), sends the config.json password, and serves the image
 // lazily through containerd. Without the certificate it is refused.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
-import { canConnect, freePort, removeScratch, run, scratchDir, startProcess, waitFor, type Proc } from "../harness/processes.js";
+import { removeScratch, run, scratchDir, type Proc } from "../harness/processes.js";
 import { buildImage, busyboxLayer } from "../../scripts/images/oci-image.js";
-import { registryConfig } from "../../scripts/lib/registry.js";
+import { issue, selfSigned, skopeoPush, startSecureRegistry } from "../harness/secure-registry.js";
 
 const USER = "augur-basic";
 const PASSWORD = randomBytes(9).toString("base64url");
@@ -27,36 +26,18 @@ let augur: Augur;
 let containerd: Containerd;
 let ref: string;
 
-const openssl = (args: string[]): void => void execFileSync("openssl", args, { stdio: "ignore" });
-
-/** A key and a certificate signed by `ca`, for `subject` (and the IP SAN, for the server). */
-function issue(name: string, ca: string, subject: string, san?: string): void {
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.csr`)]);
-  writeFileSync(join(dir, `${name}.ext`), san ? `subjectAltName=${san}\n` : "extendedKeyUsage=clientAuth\n");
-  openssl(["x509", "-req", "-in", join(dir, `${name}.csr`), "-CA", join(dir, `${ca}.crt`), "-CAkey", join(dir, `${ca}.key`), "-CAcreateserial", "-days", "2", "-extfile", join(dir, `${name}.ext`), "-out", join(dir, `${name}.crt`)]);
-}
-
 beforeAll(async () => {
   dir = scratchDir("as-mtls-");
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=augur test CA", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt")]);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=augur client CA", "-keyout", join(dir, "clientca.key"), "-out", join(dir, "clientca.crt")]);
-  issue("tls", "ca", "/CN=127.0.0.1", "IP:127.0.0.1");
-  issue("client", "clientca", "/CN=augur node");
+  selfSigned(dir, "ca", "augur test CA");
+  selfSigned(dir, "clientca", "augur client CA");
+  issue(dir, "tls", "ca", "/CN=127.0.0.1", "IP:127.0.0.1");
+  issue(dir, "client", "clientca", "/CN=augur node");
   writeFileSync(join(dir, "htpasswd"), `${USER}:${bcrypt.hashSync(PASSWORD, 10)}\n`);
 
-  const port = await freePort();
-  registryHost = `127.0.0.1:${port}`;
-  mkdirSync(join(dir, "registry-data"));
-  writeFileSync(join(dir, "registry.yml"), registryConfig({
-    storage: join(dir, "registry-data"),
-    addr: registryHost,
-    security: {
-      tls: { certificate: join(dir, "tls.crt"), key: join(dir, "tls.key"), clientcas: [join(dir, "clientca.crt")] },
-      htpasswd: { realm: "augur-test", path: join(dir, "htpasswd") },
-    },
+  ({ host: registryHost, proc: registryProc } = await startSecureRegistry(dir, {
+    tls: { certificate: join(dir, "tls.crt"), key: join(dir, "tls.key"), clientcas: [join(dir, "clientca.crt")] },
+    htpasswd: { realm: "augur-test", path: join(dir, "htpasswd") },
   }));
-  registryProc = startProcess("docker-registry", ["serve", join(dir, "registry.yml")], join(dir, "registry.log"));
-  await waitFor("the mTLS registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, registryProc);
 
   // one directory for containerd, augur and skopeo alike: the CA, and the client pair
   const hostDir = join(dir, "certs.d", registryHost);
@@ -80,8 +61,7 @@ beforeAll(async () => {
 
   const image = await buildImage(join(dir, "img"), { layers: [busyboxLayer(), [{ type: "file", path: "big.bin", content: BIG }]], cmd: ["/bin/sh"] });
   ref = `${registryHost}/private/mtls:1`;
-  const pushed = await run("skopeo", ["copy", "--quiet", "--dest-cert-dir", hostDir, "--dest-creds", `${USER}:${PASSWORD}`, "--preserve-digests", `oci:${image.dir}:latest`, `docker://${ref}`], { timeoutMs: 120_000 });
-  if (pushed.code !== 0) throw new Error(`skopeo copy: ${pushed.stderr}`);
+  await skopeoPush(image.dir, ref, hostDir, USER, PASSWORD);
 
   augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: ["--no-native-copy", "--hosts-dir", join(dir, "certs.d"), "--docker-config", join(dir, "docker-config.json")] });
   containerd = await startContainerd(dir, augur.socket);

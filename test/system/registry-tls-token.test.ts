@@ -5,7 +5,6 @@
 // password from a docker config.json, gets a token, and serves the image
 // lazily through containerd.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, sign, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -13,9 +12,9 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
-import { canConnect, freePort, removeScratch, run, scratchDir, startProcess, waitFor, type Proc } from "../harness/processes.js";
+import { removeScratch, run, scratchDir, type Proc } from "../harness/processes.js";
 import { buildImage, busyboxLayer } from "../../scripts/images/oci-image.js";
-import { registryConfig } from "../../scripts/lib/registry.js";
+import { issue, selfSigned, skopeoPush, startSecureRegistry } from "../harness/secure-registry.js";
 
 const USER = "augur-test";
 const PASSWORD = randomBytes(9).toString("base64url");
@@ -66,34 +65,21 @@ function tokenServer(key: string, cert: string): Server {
   });
 }
 
-const openssl = (args: string[]): void => void execFileSync("openssl", args, { stdio: "ignore" });
-
 beforeAll(async () => {
   dir = scratchDir("as-tls-");
   // the registry's certificate, signed by a CA of the tests' own; and the token issuer's key
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=augur test CA", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt")]);
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", join(dir, "tls.key"), "-out", join(dir, "tls.csr")]);
-  writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1\n");
-  openssl(["x509", "-req", "-in", join(dir, "tls.csr"), "-CA", join(dir, "ca.crt"), "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", join(dir, "san.ext"), "-out", join(dir, "tls.crt")]);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=augur test token issuer", "-keyout", join(dir, "token.key"), "-out", join(dir, "token.crt")]);
+  selfSigned(dir, "ca", "augur test CA");
+  issue(dir, "tls", "ca", "/CN=127.0.0.1", "IP:127.0.0.1");
+  selfSigned(dir, "token", "augur test token issuer");
 
   tokens = tokenServer(readFileSync(join(dir, "token.key"), "utf8"), readFileSync(join(dir, "token.crt"), "utf8"));
   await new Promise<void>((r) => tokens.listen(0, "127.0.0.1", r));
   const tokenPort = (tokens.address() as AddressInfo).port;
 
-  const port = await freePort();
-  registryHost = `127.0.0.1:${port}`;
-  mkdirSync(join(dir, "registry-data"));
-  writeFileSync(join(dir, "registry.yml"), registryConfig({
-    storage: join(dir, "registry-data"),
-    addr: registryHost,
-    security: {
-      tls: { certificate: join(dir, "tls.crt"), key: join(dir, "tls.key") },
-      token: { realm: `http://127.0.0.1:${tokenPort}/token`, service: SERVICE, issuer: ISSUER, rootcertbundle: join(dir, "token.crt") },
-    },
+  ({ host: registryHost, proc: registryProc } = await startSecureRegistry(dir, {
+    tls: { certificate: join(dir, "tls.crt"), key: join(dir, "tls.key") },
+    token: { realm: `http://127.0.0.1:${tokenPort}/token`, service: SERVICE, issuer: ISSUER, rootcertbundle: join(dir, "token.crt") },
   }));
-  registryProc = startProcess("docker-registry", ["serve", join(dir, "registry.yml")], join(dir, "registry.log"));
-  await waitFor("the TLS registry to listen", () => canConnect({ port, host: "127.0.0.1" }), 20_000, registryProc);
 
   // containerd's way to name the CA, read by ctr and by augur alike
   const hostDir = join(dir, "certs.d", registryHost);
@@ -103,9 +89,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, "docker-config.json"), JSON.stringify({ auths: { [registryHost]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString("base64") } } }));
 
   const image = await buildImage(join(dir, "img"), { layers: [busyboxLayer(), [{ type: "file", path: "big.bin", content: BIG }]], cmd: ["/bin/sh"] });
-  // not execFileSync: the token server skopeo asks runs on this thread
-  const pushed = await run("skopeo", ["copy", "--quiet", "--dest-cert-dir", hostDir, "--dest-creds", `${USER}:${PASSWORD}`, "--preserve-digests", `oci:${image.dir}:latest`, `docker://${registryHost}/private/img:1`], { timeoutMs: 120_000 });
-  if (pushed.code !== 0) throw new Error(`skopeo copy: ${pushed.stderr}`);
+  await skopeoPush(image.dir, `${registryHost}/private/img:1`, hostDir, USER, PASSWORD);
 
   augur = await startAugur(dir, { root: join(dir, "r"), extraArgs: ["--no-native-copy", "--hosts-dir", join(dir, "certs.d"), "--docker-config", join(dir, "docker-config.json")] });
   containerd = await startContainerd(dir, augur.socket);

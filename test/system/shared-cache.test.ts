@@ -5,10 +5,9 @@
 // and `augur cache` sees both instances through the shared ledger.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { AUGUR_BIN, startAugur, type Augur } from "../harness/augur.js";
-import { startContainerd, type Containerd } from "../harness/containerd.js";
+import { AUGUR_BIN } from "../harness/augur.js";
+import { rpull, startNode, stopNodes, type Node } from "../harness/node.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
@@ -19,7 +18,7 @@ const md5 = (b: Buffer): string => createHash("md5").update(b).digest("hex");
 let dir: string;
 let cacheDir: string;
 let registry: Registry;
-const nodes: { augur: Augur; containerd: Containerd }[] = [];
+const nodes: Node[] = [];
 let image: BuiltImage;
 let ref: string;
 
@@ -38,10 +37,7 @@ beforeAll(async () => {
   cacheDir = join(dir, "cache");
   registry = await startRegistry(dir);
   for (const name of ["a", "b"]) {
-    const nodeDir = join(dir, name);
-    mkdirSync(nodeDir);
-    const augur = await startAugur(nodeDir, { root: join(nodeDir, "root"), extraArgs: ["--cache-dir", cacheDir, "--cache-size", "1GiB", "--no-prefetch"] });
-    nodes.push({ augur, containerd: await startContainerd(nodeDir, augur.socket) });
+    nodes.push(await startNode(dir, name, ["--cache-dir", cacheDir, "--cache-size", "1GiB", "--no-prefetch"], { root: join(dir, name, "root") }));
   }
   image = await buildImage(join(dir, "img"), {
     layers: [busyboxLayer(), [{ type: "dir", path: "app" }, { type: "file", path: "app/big.bin", content: BIG }]],
@@ -52,10 +48,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    await n.containerd.stop();
-    await n.augur.stop();
-  }
+  await stopNodes(nodes);
   await registry?.stop();
   await removeScratch(dir);
 }, 120_000);
@@ -64,7 +57,7 @@ describe("one cache directory, two augurs", () => {
   it("the same image started on both at once is fetched from the registry once", async () => {
     const before = (await registry.settledLog()).length;
     const pulls = await Promise.all(
-      nodes.map((n) => run("ctr-remote", ["--address", n.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 })),
+      nodes.map((n) => rpull(n.containerd, ref)),
     );
     for (const p of pulls) expect(p.code, p.stderr).toBe(0);
     const runs = await Promise.all(
