@@ -155,12 +155,12 @@ function readStarts(traces: readonly Trace[], layer: string): ReadStart[] {
 interface PublishedIndexes {
   (layer: string): Promise<Buffer | undefined>;
   /** What thinning did, for the command's output: full and published bytes, access points kept of all. */
-  thinned: { fullBytes: number; bytes: number; spans: number; spansBefore: number };
+  thinned: { fullBytes: number; bytes: number; spans: number; spansBefore: number; trimmed: number };
 }
 
 function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
   const made = new Map<string, Promise<Buffer | undefined>>();
-  const thinned = { fullBytes: 0, bytes: 0, spans: 0, spansBefore: 0 };
+  const thinned = { fullBytes: 0, bytes: 0, spans: 0, spansBefore: 0, trimmed: 0 };
   const of = (layer: string): Promise<Buffer | undefined> => {
     let p = made.get(layer);
     if (!p) {
@@ -174,6 +174,7 @@ function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
         thinned.bytes += thin.bytes.length;
         thinned.spans += thin.spans;
         thinned.spansBefore += thin.spansBefore;
+        thinned.trimmed += thin.trimmed;
         return thin.bytes;
       })();
       made.set(layer, p);
@@ -229,7 +230,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     const where = cluster ? `${repo.host}/${repo.repository}:${target.tag ?? "latest"}` : `${ref} (subject ${subject?.digest})`;
     const indexBytes = blobs.slice(1).reduce((a, b) => a + b.bytes.length, 0);
     const t = published.thinned;
-    const thin = t.spansBefore ? `; thinned to ${t.spans} of ${t.spansBefore} access points, ${mb(t.bytes)} instead of ${mb(t.fullBytes)}` : "";
+    const thin = t.spansBefore ? `; thinned to ${t.spans} of ${t.spansBefore} access points (${t.trimmed} windows trimmed), ${mb(t.bytes)} instead of ${mb(t.fullBytes)}` : "";
     return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes (${mb(indexBytes)}${thin})\n`;
   } finally {
     await c.close();

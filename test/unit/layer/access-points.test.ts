@@ -113,6 +113,7 @@ describe("an index with access points where reads begin", () => {
     expect(thin.spansBefore).toBe(refined.spans.length);
     expect(thin.spans).toBeLessThan(refined.spans.length / 2);
     expect(thin.bytes.length).toBeLessThan(fullBytes.length / 2);
+    expect(thin.trimmed).toBeGreaterThan(0);
     const t = parseTarIndex(thin.bytes);
     expect(t.entries).toEqual(refined.entries);
     expect(t.diffId).toBe(refined.diffId);
