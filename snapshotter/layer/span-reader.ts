@@ -49,6 +49,16 @@ const KEPT_SPAN_BYTES = 32 << 20;
 
 const MAX_CURSORS = 2;
 
+export interface ReadOptions {
+  /**
+   * After a miss, also fetch the units that follow it (READ_AHEAD_BYTES;
+   * default true). Off for reads of tar headers (entry checks): a header
+   * says nothing of what is read next, and on the python image the 512 KiB
+   * after each checked header was 2.2 MB nobody read (docs/benchmarks.md).
+   */
+  followMiss?: boolean;
+}
+
 export class SpanReader {
   readonly #index: TarIndex;
   readonly #piece: number;
@@ -162,10 +172,11 @@ export class SpanReader {
    * after it, and `ahead` the spans of those ranges (after the read's own
    * fetches have started, so it never waits behind them).
    */
-  async read(offset: number, length: number, ahead: readonly AheadRanges[] = []): Promise<Buffer> {
+  async read(offset: number, length: number, ahead: readonly AheadRanges[] = [], opts: ReadOptions = {}): Promise<Buffer> {
     const end = Math.min(offset + length, this.#index.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
-    if (this.#cellMode) return this.#readCells(offset, end, ahead);
+    const follow = opts.followMiss ?? true;
+    if (this.#cellMode) return this.#readCells(offset, end, ahead, follow);
     const wanted: { span: number; piece: number; out: number }[] = [];
     for (let s = this.spanAt(offset); s <= this.spanAt(end - 1); s++) {
       const r = this.spanRange(s);
@@ -182,7 +193,7 @@ export class SpanReader {
     const fetched = missingSpans.filter((span) => !this.#fetcher.held(span));
     void this.#fetcher.get(missingSpans); // starts them all at once, adjacent ones in one request; awaited per piece below
     // beside misses only: a read that finds its bytes fetched ahead (predicted) needs no guessing
-    if (this.#speculative && fetched.length) this.#speculate([...this.#following(fetched), ...ahead.flatMap((a) => this.#spansOf(a))]);
+    if (this.#speculative && fetched.length) this.#speculate([...(follow ? this.#following(fetched) : []), ...ahead.flatMap((a) => this.#spansOf(a))]);
     const bufs = await Promise.all(wanted.map((w) => this.#getPiece(w.span, w.piece)));
     const parts = bufs.map((b, k) => {
       const out = (wanted[k] as { out: number }).out;
@@ -372,7 +383,7 @@ export class SpanReader {
     return out;
   }
 
-  async #readCells(offset: number, end: number, ahead: readonly AheadRanges[]): Promise<Buffer> {
+  async #readCells(offset: number, end: number, ahead: readonly AheadRanges[], follow: boolean): Promise<Buffer> {
     const plain = this.#index.compression === "none";
     const parts: { s: number; lo: number; hi: number; cells: number[] }[] = [];
     for (let s = this.spanAt(offset); s <= this.spanAt(end - 1); s++) {
@@ -389,7 +400,7 @@ export class SpanReader {
     if (this.#speculative && fetched.length) {
       // after a miss, the cells that follow it, up to readAheadBytes
       const following: number[] = [];
-      let budget = this.#readAheadBytes;
+      let budget = follow ? this.#readAheadBytes : 0;
       for (let c = Math.max(...fetched) + 1; c < (this.#index.cells as IndexCell[]).length; c++) {
         budget -= this.#cellBytes(c);
         if (budget < 0 || this.#fetcher.held(c)) break;

@@ -47,7 +47,7 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
       p = (async () => {
         const rec = this.tree.record(path) as TarRecord | undefined;
         if (!rec) return; // absent, or a directory only implied: nothing the index can have got wrong
-        const read = (offset: number, length: number): Promise<Buffer> => this.reader.read(offset, length);
+        const read = (offset: number, length: number): Promise<Buffer> => this.reader.read(offset, length, [], { followMiss: false });
         await checkEntry(read, rec, this.digest);
         if (rec.type === "hardlink") await this.#check(rec.linkname);
       })();

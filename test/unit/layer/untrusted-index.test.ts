@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { gzipSync } from "node:zlib";
 import { layerTar } from "../../../scripts/images/oci-image.js";
 import { IndexMismatchError } from "../../../snapshotter/fetch/verification.js";
-import { checkLayout, firstDifference } from "../../../snapshotter/layer/entry-check.js";
+import { CHECK_READ_BYTES, checkLayout, firstDifference } from "../../../snapshotter/layer/entry-check.js";
 import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import type { TarRecord } from "../../../snapshotter/layer/tar-scanner.js";
@@ -69,6 +69,30 @@ describe("an index made elsewhere", () => {
     expect(source.calls.length).toBe(fetched); // every check found its header fetched
     await untrusted.check?.("lib/m1.py"); // one not looked up ahead fetches its own
     expect(source.calls.length).toBeGreaterThan(fetched);
+  });
+
+  it("checks a header without fetching the bytes after it; a file read that misses still reads ahead", async () => {
+    const t = await layerTar([
+      { type: "dir", path: "lib" },
+      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
+    ]);
+    const blob = gzipSync(t);
+    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    const source = countingSource(blob);
+    const queue = new FetchScheduler({ concurrency: 2 });
+    const untrusted = new TarLayerIndex(index, source, { untrusted: true, queue });
+    await untrusted.check?.("lib/m3.py");
+    await queue.idle();
+    const checked = source.requested;
+    // from the span's access point to the first cell that reaches past the header, nothing after it
+    const header = index.entries.find((e) => e.path.endsWith("lib/m3.py"))?.header as number;
+    const cells = index.cells ?? [];
+    const last = cells.findIndex((c) => c.reach >= header + CHECK_READ_BYTES);
+    const reached = Math.max(...source.calls.map((c) => c.offset + c.length));
+    expect(reached).toBeLessThanOrEqual((last + 1) * (index.cellSize as number));
+    await untrusted.readFile("lib/m3.py", 600 << 10, 10);
+    await queue.idle();
+    expect(source.requested - checked).toBeGreaterThan(256 << 10); // the read's cell and the read-ahead after it
   });
 
   it("that points a file at another file's bytes, changes its size or its mode, is caught before anything is served", async () => {
