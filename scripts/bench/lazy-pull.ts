@@ -26,7 +26,9 @@
 //   augur-plain-registry "profile from the registry": another node ran the image once (untimed) and
 //                        pushed its profile (augur manifest push); the timed node never saw the image,
 //                        its root and cache are empty. The image is served under <repo>-fleet so the
-//                        artifact is seen by no other mode.
+//                        artifact is seen by no other mode (<repo>-pinned for the pinned mode).
+//   augur-plain-registry-pinned  the same, with the artifact's digest pinned on the timed node (--trust-artifact):
+//                        its indexes are used without tar-header checks (the cost of those checks, by difference)
 //   augur-shared-first   --shared-image (default py-data: the python image's layers plus its own), never
 //                        run anywhere, on an empty node: first contact
 //   augur-shared-cluster the same with --cluster-manifest: another node ran --image once and pushed the
@@ -58,7 +60,7 @@ import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./net
 export const MODES = [
   "overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz",
   "augur-plain-history", "augur-plain-registry", "augur-estargz-warm", "augur-shared-first", "augur-shared-cluster",
-  "augur-plain-peer", "augur-estargz-redirect-each",
+  "augur-plain-peer", "augur-estargz-redirect-each", "augur-plain-registry-pinned",
 ] as const;
 export type Mode = (typeof MODES)[number];
 
@@ -395,15 +397,22 @@ async function primeNode(reg: SlowRegistry, ref: string, subdirs: string[], trac
   return { dir: saved, subdirs: found, traces };
 }
 
-/** `augur manifest push` of a primed node's root: the image's profile, or with `cluster` everything at that reference. */
-const pushManifest = (ref: string, cluster?: string) => async (root: string, cacheDir: string): Promise<void> => {
+/**
+ * `augur manifest push` of a primed node's root: the image's profile, or with `cluster` everything at that
+ * reference; `pushed` hears the artifact's digest.
+ */
+const pushManifest = (ref: string, cluster?: string, pushed?: (digest: string) => void) => async (root: string, cacheDir: string): Promise<void> => {
   const args = ["manifest", "push", "--root", root, "--cache-dir", cacheDir, "--plain-http", ...(cluster ? ["--cluster", cluster] : [ref])];
-  debug(`augur ${args.join(" ")}: ${(await runOk(process.execPath, [AUGUR_BIN, ...args], { timeoutMs })).trim()}`);
+  const out = (await runOk(process.execPath, [AUGUR_BIN, ...args], { timeoutMs })).trim();
+  debug(`augur ${args.join(" ")}: ${out}`);
+  const digest = /^pushed (sha256:[0-9a-f]{64}) /.exec(out)?.[1];
+  if (pushed && !digest) throw new Error(`augur manifest push printed no artifact digest: ${out}`);
+  if (pushed && digest) pushed(digest);
 };
 
 async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
   const tag = mode === "augur-estargz" || mode === "stargz-estargz" || mode === "augur-estargz-warm" || mode === "augur-estargz-redirect-each" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
-  const repo = mode === "augur-plain-registry" ? fleetRepo(workload?.repo ?? "") : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
+  const repo = mode === "augur-plain-registry" || mode === "augur-plain-registry-pinned" ? fleetRepo(workload?.repo ?? "", mode) : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
   const ref = `${reg.host}/${repo}:${tag}`;
   const result: ModeResult = { mode, runs: [] };
   let seed: Seed | undefined;
@@ -418,10 +427,13 @@ async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
       await runUntilReady(peer.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "peer"], workload?.ready ?? "READY", () => undefined);
       moreArgs = ["--peer", `http://127.0.0.1:${port}`];
     }
-    if (mode === "augur-plain-registry") {
+    if (mode === "augur-plain-registry" || mode === "augur-plain-registry-pinned") {
       say(`  ${mode}: another node runs ${ref} once and pushes its profile (untimed)`);
       // the timed node gets nothing of that node's but what it pushed into the registry
-      await removeScratch((await primeNode(reg, ref, [], true, pushManifest(ref))).dir);
+      const pin = (digest: string): void => {
+        if (mode === "augur-plain-registry-pinned") moreArgs = ["--trust-artifact", digest];
+      };
+      await removeScratch((await primeNode(reg, ref, [], true, pushManifest(ref, undefined, pin))).dir);
     } else if (mode === "augur-shared-cluster") {
       const primed = `${reg.host}/${workload?.repo}:plain`;
       const cluster = `${reg.host}/bench/augur-cluster:${workload?.name}`;
@@ -603,13 +615,14 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
 // ---------------------------------------------------------------- the registry's storage
 
 /** The repository augur-plain-registry serves the image under: the same manifest and blobs, its own artifacts. */
-const fleetRepo = (repo: string): string => `${repo}-fleet`;
+/** The repository a registry mode serves the image under: its own, so no other mode finds its artifact. */
+const fleetRepo = (repo: string, mode: Mode = "augur-plain-registry"): string => `${repo}-${mode === "augur-plain-registry-pinned" ? "pinned" : "fleet"}`;
 
 /**
  * A scratch copy of the registry storage the registry may write to: blobs
  * hard-linked (the registry never rewrites a blob file; new ones get new
  * paths), repositories copied (tags are links rewritten in place), and the
- * image's repository copied once more as its fleet repository.
+ * image's repository copied once more for each registry mode.
  */
 async function scratchStorage(dir: string): Promise<string> {
   const from = join(registryStorage(cache), "docker", "registry", "v2");
@@ -618,7 +631,11 @@ async function scratchStorage(dir: string): Promise<string> {
   await runOk("cp", ["-al", join(from, "blobs"), join(to, "blobs")], { timeoutMs: 300_000 });
   await runOk("cp", ["-r", join(from, "repositories"), join(to, "repositories")], { timeoutMs: 300_000 });
   const repo = workload?.repo ?? "";
-  if (existsSync(join(to, "repositories", repo))) await runOk("cp", ["-r", join(to, "repositories", repo), join(to, "repositories", fleetRepo(repo))], { timeoutMs: 300_000 });
+  if (existsSync(join(to, "repositories", repo))) {
+    for (const mode of ["augur-plain-registry", "augur-plain-registry-pinned"] as const) {
+      await runOk("cp", ["-r", join(to, "repositories", repo), join(to, "repositories", fleetRepo(repo, mode))], { timeoutMs: 300_000 });
+    }
+  }
   return join(dir, "storage");
 }
 

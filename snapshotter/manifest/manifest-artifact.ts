@@ -17,6 +17,8 @@ export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const OCI_EMPTY = "application/vnd.oci.empty.v1+json";
 const EMPTY = Buffer.from("{}");
 const CREATED = "org.opencontainers.image.created";
+/** Annotation of an index blob in an artifact: the layer digest it describes. */
+export const LAYER_ANNOTATION = "io.augur.layer.digest";
 /** An artifact manifest, or a referrers index, bigger than this is refused. */
 const MAX_MANIFEST_BYTES = 4 << 20;
 

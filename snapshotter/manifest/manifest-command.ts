@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import { ReadStartLog, type ReadStart } from "../layer/access-points.js";
-import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
+import { parseTarIndex, TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
 import { THIN_GAP, thinIndex } from "../layer/thin-index.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import { RegistryClient } from "../registry/registry-client.js";
@@ -16,7 +16,7 @@ import { listTraceFiles, traceDir } from "../trace/trace-store.js";
 import { sha256Digest } from "../util/digest.js";
 import { augurVersion } from "../util/version.js";
 import { buildClusterManifest, CLUSTER_MANIFEST_MEDIA_TYPE, LIMITS, parseClusterManifest, PROFILE_ARTIFACT_TYPE, type ClusterManifest } from "./cluster-manifest.js";
-import { findArtifact, pullArtifact, pushArtifact, repositoryOf } from "./manifest-artifact.js";
+import { findArtifact, LAYER_ANNOTATION, pullArtifact, pushArtifact, repositoryOf } from "./manifest-artifact.js";
 
 export const MANIFEST_USAGE = `  augur manifest build [--root DIR] [--cache-dir DIR] [--image IMAGE] [--granularity N] [--thin-gap BYTES] [--out FILE]
       The cluster manifest of this node's traces (and the seekable indexes of
@@ -216,12 +216,24 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
       subject = { mediaType, digest: image.digest, size: image.manifestBytes.length };
     }
     const traces = readTraces(o.root);
-    const published = publishedIndexes(o, traces);
+    const own = publishedIndexes(o, traces);
+    const carried = subject ? await carriedIndexes(c, repositoryOf(target), subject.digest) : { from: undefined, of: new Map<string, () => Promise<Buffer | undefined>>() };
+    const carriedFor = new Set<string>();
+    const published = Object.assign(
+      async (layer: string): Promise<Buffer | undefined> => {
+        const mine = await own(layer);
+        if (mine) return mine;
+        const theirs = await carried.of.get(layer)?.();
+        if (theirs) carriedFor.add(layer);
+        return theirs;
+      },
+      { thinned: own.thinned },
+    );
     const m = await build(o, layers, traces, published);
     const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
     for (const [layer, info] of Object.entries(m.layers)) {
       const bytes = info.index ? await published(layer) : undefined;
-      if (bytes) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes, annotations: { "io.augur.layer.digest": layer } } as (typeof blobs)[number]);
+      if (bytes) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes, annotations: { [LAYER_ANNOTATION]: layer } } as (typeof blobs)[number]);
     }
     const repo: ImageReference = repositoryOf(target);
     const desc = await pushArtifact(c, repo, {
@@ -231,13 +243,57 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     const indexBytes = blobs.slice(1).reduce((a, b) => a + b.bytes.length, 0);
     const t = published.thinned;
     const thin = t.spansBefore ? `; thinned to ${t.spans} of ${t.spansBefore} access points (${t.trimmed} windows trimmed), ${mb(t.bytes)} instead of ${mb(t.fullBytes)}` : "";
-    return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes (${mb(indexBytes)}${thin})\n`;
+    const kept = carriedFor.size ? `; ${carriedFor.size} carried over from ${carried.from} (this node has not checked those layers whole yet)` : "";
+    return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes (${mb(indexBytes)}${thin}${kept})\n`;
   } finally {
     await c.close();
   }
 }
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+
+/**
+ * The layer indexes of the image's newest profile artifact in the registry,
+ * by layer digest, each fetched when asked for. A node that started the image
+ * from that artifact keeps an index it did not make only once it has checked
+ * it against the whole layer; pushing its own profile before then must not
+ * publish one without them, which as the newest would leave every node after
+ * it streaming whole layers. Any failure to read them leaves none (the push
+ * goes on with what this node has).
+ */
+async function carriedIndexes(c: RegistryClient, repo: ImageReference, subject: string): Promise<{ from: string | undefined; of: Map<string, () => Promise<Buffer | undefined>> }> {
+  const of = new Map<string, () => Promise<Buffer | undefined>>();
+  try {
+    const found = await findArtifact(c, repo, subject, PROFILE_ARTIFACT_TYPE);
+    if (!found) return { from: undefined, of };
+    const a = await pullArtifact(c, repo, found.descriptor.digest);
+    for (const d of a.manifest.layers) {
+      const layer = d.annotations?.[LAYER_ANNOTATION];
+      if (d.mediaType !== TAR_INDEX_MEDIA_TYPE || !layer) continue;
+      let fetched: Promise<Buffer | undefined> | undefined;
+      of.set(layer, () => {
+        fetched ??= a.blob(d, MAX_INDEX_BYTES).then(
+          // it must describe the layer it is filed under
+          (bytes) => (indexDigestOf(bytes) === layer ? bytes : undefined),
+          () => undefined,
+        );
+        return fetched;
+      });
+    }
+    return { from: a.digest, of };
+  } catch {
+    return { from: undefined, of };
+  }
+}
+
+/** The layer digest a serialised index describes, or undefined when it is not one. */
+function indexDigestOf(bytes: Buffer): string | undefined {
+  try {
+    return parseTarIndex(bytes).digest;
+  } catch {
+    return undefined;
+  }
+}
 
 async function load(what: string, cluster: boolean, client: () => RegistryClient, pulling = false): Promise<ClusterManifest> {
   if (!pulling && existsSync(what)) return parseClusterManifest(readFileSync(what), what);

@@ -187,6 +187,16 @@ describe("the cluster manifest through the registry", () => {
       expect(l.readHitBytes / (l.readHitBytes + l.readMissBytes)).toBeGreaterThanOrEqual(0.9);
       expect(await metric(n2, /^augur_prefetch_fetched_bytes_total\{reason="soon"\} /) + await metric(n2, /^augur_prefetch_fetched_bytes_total\{reason="later"\} /)).toBeGreaterThan(reads.length * SIZE * 0.9);
       expect(count(n2.log(), "profile artifact found for the image")).toBe(1);
+
+      // node 2 pushes its own profile before it has checked those layers whole: the indexes it
+      // served from are carried over, so the newest artifact still gives the next node random access
+      const pushed = await augurCli(["manifest", "push", "--root", n2.augur.root, "--plain-http", refs.a]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(pushed.stdout, pushed.stdout).toMatch(/3 layer indexes \(.*3 carried over from sha256:[0-9a-f]{64}/);
+      const newest = await augurCli(["manifest", "pull", "--plain-http", refs.a]);
+      expect(newest.code, newest.stderr).toBe(0);
+      const m = parseClusterManifest(newest.stdout);
+      for (const d of images.a?.layerDigests ?? []) expect(m.layers[d]?.index?.mediaType).toBe(TAR_INDEX_MEDIA_TYPE);
     } finally {
       await n2.stop();
     }
