@@ -30,13 +30,16 @@ export const TRIM_INPUT_BYTES = 256 << 10;
 export function trimmedWindow(input: Buffer, p: AccessPoint, atEnd: boolean): Buffer | undefined {
   const w = p.window;
   if (!w || w.length === 0 || w.length > 1 << 16) return undefined;
-  const decode = (window: Buffer): Buffer => decodeFrom("gzip", input, { ...p, window }, 0, REACH);
-  let want: Buffer;
   try {
-    want = decode(w);
+    return trim(input, p, w, atEnd);
   } catch {
-    return undefined;
+    return undefined; // a point this decoder cannot resume from keeps its window whole
   }
+}
+
+function trim(input: Buffer, p: AccessPoint, w: Buffer, atEnd: boolean): Buffer | undefined {
+  const decode = (window: Buffer): Buffer => decodeFrom("gzip", input, { ...p, window }, 0, REACH);
+  const want = decode(w);
   if (want.length < REACH && !atEnd) return undefined; // the input ran out: later output could still reach back
   const n = w.length;
   const zeros = decode(Buffer.alloc(n, 0));
