@@ -7,12 +7,12 @@
 // random access to every layer from its first read and its files prefetched.
 // Stops everything (unless --keep).
 import { parseArgs } from "node:util";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startRegistry } from "./lib/registry.js";
 import { AUGUR_BIN, startAugur } from "./lib/augur.js";
 import { startContainerd } from "./lib/containerd.js";
-import { removeScratch, runOk, scratchDir } from "./lib/processes.js";
+import { removeScratch, runOk, scratchDir, waitFor } from "./lib/processes.js";
 import { buildImage, busyboxLayer, pushImage } from "./images/oci-image.js";
 
 const { values } = parseArgs({ options: { keep: { type: "boolean", default: false } } });
@@ -29,6 +29,10 @@ const step = async <T>(what: string, fn: () => Promise<T> | T): Promise<T> => {
   return out;
 };
 const sum = (...steps: string[]): number => steps.reduce((n, st) => n + (took.get(st) ?? NaN), 0);
+
+/** Traces under `dir` whose text holds `part`. */
+const tracesWith = (dir: string, part: string): number =>
+  existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".jsonl") && readFileSync(join(dir, f), "utf8").includes(part)).length : 0;
 
 const dir = scratchDir("augur-demo-");
 console.log(`augur demo (working directory ${dir})`);
@@ -66,6 +70,8 @@ try {
   const lazy = readFileSync(augur.proc.logFile, "utf8").split("\n").filter((l) => l.includes("layer mounted lazily"));
   console.log(`augur served ${lazy.length} layers lazily through FUSE (augur's log):\n` + lazy.map((l) => `  ${l.replace(/^\S+ /, "")}`).join("\n"));
 
+  // augur writes a trace's records a moment after they happen (and ends it when containerd removes the snapshot)
+  await waitFor("the container's access trace on disk", () => tracesWith(join(augur.root, "traces"), '"kind":"access"') > 0, 10_000);
   console.log("\nwhat this node learned, through the registry to a node that never saw the image:");
   const cluster = `${registry.host}/demo/augur-cluster:latest`;
   const pushed = await step("augur manifest push --cluster (profile + indexes)", () =>

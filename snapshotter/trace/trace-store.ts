@@ -77,6 +77,8 @@ export class TraceStore {
     const w = new TraceWriter(this, file, false);
     this.#writers.set(id, w);
     w.append(header);
+    // on disk at once: `augur manifest push` right after a short container still finds its trace
+    w.flushNow();
     return w;
   }
 

@@ -2,7 +2,7 @@
 // trace file holds (its header, accesses, end record, the newline that ends a
 // torn line) counts against --trace-size.
 import { afterEach, describe, expect, it } from "vitest";
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TraceStore } from "../../../snapshotter/trace/trace-store.js";
@@ -25,6 +25,16 @@ function run(store: TraceStore, container: string, accesses: number): string {
 }
 
 describe("TraceStore", () => {
+  it("puts a new trace on disk at once, header first, so a push right after a short container finds it", () => {
+    const dir = newDir();
+    const store = new TraceStore({ dir, maxBytes: 1 << 20 });
+    const w = store.create({ namespace: "default", container: "quick", snapshot: 1, started: Date.now(), layers: [LAYER] });
+    const files = readdirSync(dir);
+    expect(files).toEqual([`${w.id}.jsonl`]);
+    expect(readFileSync(join(dir, files[0] as string), "utf8")).toMatch(/^\{"kind":"header".*"container":"quick"/);
+    w.end("stopped");
+  });
+
   it("counts end records, so finished traces never leave the directory over its bound", () => {
     const dir = newDir();
     const store = new TraceStore({ dir, maxBytes: 4096 });
