@@ -217,7 +217,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     }
     const traces = readTraces(o.root);
     const own = publishedIndexes(o, traces);
-    const carried = subject ? await carriedIndexes(c, repositoryOf(target), subject.digest) : { from: undefined, of: new Map<string, () => Promise<Buffer | undefined>>() };
+    const carried = await carriedIndexes(c, repositoryOf(target), subject ? { subject: subject.digest } : { tag: target.tag ?? "latest" });
     const carriedFor = new Set<string>();
     const published = Object.assign(
       async (layer: string): Promise<Buffer | undefined> => {
@@ -253,20 +253,25 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
 /**
- * The layer indexes of the image's newest profile artifact in the registry,
- * by layer digest, each fetched when asked for. A node that started the image
- * from that artifact keeps an index it did not make only once it has checked
- * it against the whole layer; pushing its own profile before then must not
- * publish one without them, which as the newest would leave every node after
- * it streaming whole layers. Any failure to read them leaves none (the push
- * goes on with what this node has).
+ * The layer indexes of the artifact a push replaces (the image's newest
+ * profile, or the cluster manifest at the tag), by layer digest, each fetched
+ * when asked for. A node that started an image from such an artifact keeps an
+ * index it did not make only once it has checked it against the whole layer;
+ * pushing before then must not publish an artifact without them, which as the
+ * newest would leave every node after it streaming whole layers. Any failure
+ * to read them leaves none (the push goes on with what this node has).
  */
-async function carriedIndexes(c: RegistryClient, repo: ImageReference, subject: string): Promise<{ from: string | undefined; of: Map<string, () => Promise<Buffer | undefined>> }> {
+async function carriedIndexes(
+  c: RegistryClient,
+  repo: ImageReference,
+  replaced: { subject: string } | { tag: string },
+): Promise<{ from: string | undefined; of: Map<string, () => Promise<Buffer | undefined>> }> {
   const of = new Map<string, () => Promise<Buffer | undefined>>();
   try {
-    const found = await findArtifact(c, repo, subject, PROFILE_ARTIFACT_TYPE);
-    if (!found) return { from: undefined, of };
-    const a = await pullArtifact(c, repo, found.descriptor.digest);
+    const at = "subject" in replaced ? (await findArtifact(c, repo, replaced.subject, PROFILE_ARTIFACT_TYPE))?.descriptor.digest : replaced.tag;
+    if (!at) return { from: undefined, of };
+    const a = await pullArtifact(c, repo, at);
+    if (a.manifest.artifactType !== PROFILE_ARTIFACT_TYPE) return { from: undefined, of };
     for (const d of a.manifest.layers) {
       const layer = d.annotations?.[LAYER_ANNOTATION];
       if (d.mediaType !== TAR_INDEX_MEDIA_TYPE || !layer) continue;

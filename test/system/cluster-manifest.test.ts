@@ -197,6 +197,10 @@ describe("the cluster manifest through the registry", () => {
       expect(newest.code, newest.stderr).toBe(0);
       const m = parseClusterManifest(newest.stdout);
       for (const d of images.a?.layerDigests ?? []) expect(m.layers[d]?.index?.mediaType).toBe(TAR_INDEX_MEDIA_TYPE);
+      // and so does the cluster manifest it replaces (node 3 starts from it)
+      const cluster = await augurCli(["manifest", "push", "--root", n2.augur.root, "--plain-http", "--cluster", refs.cluster]);
+      expect(cluster.code, cluster.stderr).toBe(0);
+      expect(cluster.stdout, cluster.stdout).toMatch(/3 layer indexes \(.*3 carried over from sha256:[0-9a-f]{64}/);
     } finally {
       await n2.stop();
     }
