@@ -150,24 +150,38 @@ function readStarts(traces: readonly Trace[], layer: string): ReadStart[] {
 
 /**
  * The index published for a layer: thin (layer/thin-index.ts) when its blob
- * is cached whole, else the cached index as it is. Made once per command.
+ * is cached whole, else the cached index as it is, else (a push) the one the
+ * artifact being replaced holds (carriedIndexes). Made once per command.
  */
 interface PublishedIndexes {
   (layer: string): Promise<Buffer | undefined>;
   /** What thinning did, for the command's output: full and published bytes, access points kept of all. */
   thinned: { fullBytes: number; bytes: number; spans: number; spansBefore: number; trimmed: number };
+  /** Layers whose index came from the replaced artifact. */
+  carried: number;
 }
 
-function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
+/** The indexes of an artifact a push replaces, by layer, and that artifact's digest. */
+interface CarriedIndexes {
+  from: string | undefined;
+  of: Map<string, () => Promise<Buffer | undefined>>;
+}
+
+function publishedIndexes(o: Opts, traces: readonly Trace[], carried?: CarriedIndexes): PublishedIndexes {
   const made = new Map<string, Promise<Buffer | undefined>>();
   const thinned = { fullBytes: 0, bytes: 0, spans: 0, spansBefore: 0, trimmed: 0 };
-  const of = (layer: string): Promise<Buffer | undefined> => {
+  const out = Object.assign((layer: string): Promise<Buffer | undefined> => {
     let p = made.get(layer);
     if (!p) {
       p = (async () => {
         const full = indexBytes(o.cacheDir, layer);
+        if (!full) {
+          const theirs = await carried?.of.get(layer)?.();
+          if (theirs) out.carried++;
+          return theirs;
+        }
         const blob = join(o.cacheDir, "blobs", "sha256", layer.replace(/^sha256:/, ""));
-        if (!full || o.thinGap === 0 || !existsSync(blob)) return full;
+        if (o.thinGap === 0 || !existsSync(blob)) return full;
         const thin = await thinIndex(full, () => createReadStream(blob, { highWaterMark: 1 << 20 }), readStarts(traces, layer), o.thinGap);
         if (!thin || thin.bytes.length >= full.length) return full;
         thinned.fullBytes += full.length;
@@ -180,8 +194,8 @@ function publishedIndexes(o: Opts, traces: readonly Trace[]): PublishedIndexes {
       made.set(layer, p);
     }
     return p;
-  };
-  return Object.assign(of, { thinned });
+  }, { thinned, carried: 0 });
+  return out;
 }
 
 async function build(o: Opts, layers: string[] | undefined, traces = readTraces(o.root), indexOf = publishedIndexes(o, traces)): Promise<ClusterManifest> {
@@ -216,19 +230,8 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
       subject = { mediaType, digest: image.digest, size: image.manifestBytes.length };
     }
     const traces = readTraces(o.root);
-    const own = publishedIndexes(o, traces);
     const carried = await carriedIndexes(c, repositoryOf(target), subject ? { subject: subject.digest } : { tag: target.tag ?? "latest" });
-    const carriedFor = new Set<string>();
-    const published = Object.assign(
-      async (layer: string): Promise<Buffer | undefined> => {
-        const mine = await own(layer);
-        if (mine) return mine;
-        const theirs = await carried.of.get(layer)?.();
-        if (theirs) carriedFor.add(layer);
-        return theirs;
-      },
-      { thinned: own.thinned },
-    );
+    const published = publishedIndexes(o, traces, carried);
     const m = await build(o, layers, traces, published);
     const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
     for (const [layer, info] of Object.entries(m.layers)) {
@@ -243,7 +246,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     const indexBytes = blobs.slice(1).reduce((a, b) => a + b.bytes.length, 0);
     const t = published.thinned;
     const thin = t.spansBefore ? `; thinned to ${t.spans} of ${t.spansBefore} access points (${t.trimmed} windows trimmed), ${mb(t.bytes)} instead of ${mb(t.fullBytes)}` : "";
-    const kept = carriedFor.size ? `; ${carriedFor.size} carried over from ${carried.from} (this node has not checked those layers whole yet)` : "";
+    const kept = published.carried ? `; ${published.carried} carried over from ${carried.from} (this node has not checked those layers whole yet)` : "";
     return `pushed ${desc.digest} to ${where}: ${m.workloads.length} workload profiles from ${m.runs} runs, ${blobs.length - 1} layer indexes (${mb(indexBytes)}${thin}${kept})\n`;
   } finally {
     await c.close();
@@ -265,7 +268,7 @@ async function carriedIndexes(
   c: RegistryClient,
   repo: ImageReference,
   replaced: { subject: string } | { tag: string },
-): Promise<{ from: string | undefined; of: Map<string, () => Promise<Buffer | undefined>> }> {
+): Promise<CarriedIndexes> {
   const of = new Map<string, () => Promise<Buffer | undefined>>();
   try {
     const at = "subject" in replaced ? (await findArtifact(c, repo, replaced.subject, PROFILE_ARTIFACT_TYPE))?.descriptor.digest : replaced.tag;
@@ -275,15 +278,13 @@ async function carriedIndexes(
     for (const d of a.manifest.layers) {
       const layer = d.annotations?.[LAYER_ANNOTATION];
       if (d.mediaType !== TAR_INDEX_MEDIA_TYPE || !layer) continue;
-      let fetched: Promise<Buffer | undefined> | undefined;
-      of.set(layer, () => {
-        fetched ??= a.blob(d, MAX_INDEX_BYTES).then(
+      of.set(layer, () =>
+        a.blob(d, MAX_INDEX_BYTES).then(
           // it must describe the layer it is filed under
           (bytes) => (indexDigestOf(bytes) === layer ? bytes : undefined),
           () => undefined,
-        );
-        return fetched;
-      });
+        ),
+      );
     }
     return { from: a.digest, of };
   } catch {
