@@ -98,6 +98,8 @@ export class CacheLedger {
   readonly #kernel = kernelId();
   readonly #touches = new Map<string, number>();
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Prepared statements by their SQL: preparing parses the SQL, and claims and stores run per fetch. */
+  readonly #statements = new Map<string, Database.Statement>();
   #lastUse = 0;
 
   /** Opens (or creates, or rebuilds) the ledger of `dir`; `scan` lists the files on disk. */
@@ -116,8 +118,7 @@ export class CacheLedger {
     }
     this.#db = db;
     this.owner = `${process.pid}-${randomBytes(4).toString("hex")}`;
-    this.#db
-      .prepare("INSERT INTO owners (owner, pid, started, kernel, seen_ms) VALUES (?, ?, ?, ?, ?)")
+    this.#sql("INSERT INTO owners (owner, pid, started, kernel, seen_ms) VALUES (?, ?, ?, ?, ?)")
       .run(this.owner, process.pid, startTime(process.pid) ?? "", this.#kernel, Date.now());
     const found = this.#reconcile(scan());
     if (fresh && found > 0) log.info("cache ledger rebuilt from the cache files", { dir, files: found });
@@ -150,10 +151,10 @@ export class CacheLedger {
 
   /** Makes the rows match the files: adds what is on disk, drops what is not. Returns the files found. */
   #reconcile(found: FoundFile[]): number {
-    const insert = this.#db.prepare(
+    const insert = this.#sql(
       "INSERT OR IGNORE INTO files (rel, kind, layer, start, end, size, used_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
-    const drop = this.#db.prepare("DELETE FROM files WHERE rel = ?");
+    const drop = this.#sql("DELETE FROM files WHERE rel = ?");
     this.#write(() => {
       const onDisk = new Set<string>();
       for (const f of found) {
@@ -161,9 +162,9 @@ export class CacheLedger {
         const { kind, start, end } = parseRel(f.rel);
         insert.run(f.rel, kind, f.layer, start, end, f.size, Math.round(f.mtimeMs * 1000));
       }
-      for (const { rel } of this.#db.prepare("SELECT rel FROM files").all() as { rel: string }[]) if (!onDisk.has(rel)) drop.run(rel);
+      for (const { rel } of this.#sql("SELECT rel FROM files").all() as { rel: string }[]) if (!onDisk.has(rel)) drop.run(rel);
       // the running total starts right whatever an older ledger held
-      this.#db.prepare("UPDATE totals SET bytes = (SELECT coalesce(sum(size), 0) FROM files)").run();
+      this.#sql("UPDATE totals SET bytes = (SELECT coalesce(sum(size), 0) FROM files)").run();
     });
     return found.length;
   }
@@ -177,6 +178,15 @@ export class CacheLedger {
     return this.#lastUse;
   }
 
+  #sql(text: string): Database.Statement {
+    let st = this.#statements.get(text);
+    if (!st) {
+      st = this.#db.prepare(text);
+      this.#statements.set(text, st);
+    }
+    return st;
+  }
+
   #write<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
   }
@@ -184,8 +194,7 @@ export class CacheLedger {
   /** Records a file just renamed into place (or, if known, its use). */
   add(rel: string, layer: string, size: number): void {
     const { kind, start, end } = parseRel(rel);
-    this.#db
-      .prepare("INSERT INTO files (rel, kind, layer, start, end, size, used_us) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(rel) DO UPDATE SET used_us = excluded.used_us")
+    this.#sql("INSERT INTO files (rel, kind, layer, start, end, size, used_us) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(rel) DO UPDATE SET used_us = excluded.used_us")
       .run(rel, kind, layer, start, end, size, this.#useStamp());
   }
 
@@ -196,7 +205,7 @@ export class CacheLedger {
 
   flushTouches(): void {
     if (this.#touches.size === 0 || !this.#db.open) return;
-    const update = this.#db.prepare("UPDATE files SET used_us = max(used_us, ?) WHERE rel = ?");
+    const update = this.#sql("UPDATE files SET used_us = max(used_us, ?) WHERE rel = ?");
     const batch = [...this.#touches];
     this.#touches.clear();
     try {
@@ -209,24 +218,24 @@ export class CacheLedger {
   }
 
   forget(rel: string): void {
-    this.#db.prepare("DELETE FROM files WHERE rel = ?").run(rel);
+    this.#sql("DELETE FROM files WHERE rel = ?").run(rel);
   }
 
   has(rel: string): boolean {
-    return this.#db.prepare("SELECT 1 FROM files WHERE rel = ?").get(rel) !== undefined;
+    return this.#sql("SELECT 1 FROM files WHERE rel = ?").get(rel) !== undefined;
   }
 
   /** Sorted [start, end) chunk ranges of layer `hex`, as every instance has stored them. */
   chunkRanges(hex: string): [number, number][] {
-    return (this.#db.prepare("SELECT start, end FROM files WHERE layer = ? AND kind = 'chunks' ORDER BY start, end DESC").all(hex) as { start: number; end: number }[])
+    return (this.#sql("SELECT start, end FROM files WHERE layer = ? AND kind = 'chunks' ORDER BY start, end DESC").all(hex) as { start: number; end: number }[])
       .map((r) => [r.start, r.end]);
   }
 
   /** Every file, or those of layer `hex`, least recently used first. */
   files(hex?: string): LedgerFile[] {
     const rows = (hex === undefined
-      ? this.#db.prepare("SELECT rel, kind, layer, size, used_us FROM files ORDER BY used_us").all()
-      : this.#db.prepare("SELECT rel, kind, layer, size, used_us FROM files WHERE layer = ? ORDER BY used_us").all(hex)) as {
+      ? this.#sql("SELECT rel, kind, layer, size, used_us FROM files ORDER BY used_us").all()
+      : this.#sql("SELECT rel, kind, layer, size, used_us FROM files WHERE layer = ? ORDER BY used_us").all(hex)) as {
       rel: string; kind: LedgerKind; layer: string; size: number; used_us: number;
     }[];
     return rows.map((r) => ({ rel: r.rel, kind: r.kind, layer: r.layer, size: r.size, usedUs: r.used_us }));
@@ -236,7 +245,7 @@ export class CacheLedger {
   totalsByKind(): { files: Record<LedgerKind, number>; bytes: Record<LedgerKind, number> } {
     const files = { blobs: 0, chunks: 0, indexes: 0 };
     const bytes = { blobs: 0, chunks: 0, indexes: 0 };
-    for (const r of this.#db.prepare("SELECT kind, count(*) AS n, coalesce(sum(size), 0) AS b FROM files GROUP BY kind").all() as { kind: LedgerKind; n: number; b: number }[]) {
+    for (const r of this.#sql("SELECT kind, count(*) AS n, coalesce(sum(size), 0) AS b FROM files GROUP BY kind").all() as { kind: LedgerKind; n: number; b: number }[]) {
       files[r.kind] = r.n;
       bytes[r.kind] = r.b;
     }
@@ -245,25 +254,25 @@ export class CacheLedger {
 
   /** Bytes the directory holds (a running total the triggers keep). */
   usedBytes(): number {
-    return (this.#db.prepare("SELECT bytes FROM totals WHERE id = 0").get() as { bytes: number }).bytes;
+    return (this.#sql("SELECT bytes FROM totals WHERE id = 0").get() as { bytes: number }).bytes;
   }
 
   pin(hex: string): void {
-    this.#db.prepare("INSERT INTO pins (layer, owner, n) VALUES (?, ?, 1) ON CONFLICT(layer, owner) DO UPDATE SET n = n + 1").run(hex, this.owner);
+    this.#sql("INSERT INTO pins (layer, owner, n) VALUES (?, ?, 1) ON CONFLICT(layer, owner) DO UPDATE SET n = n + 1").run(hex, this.owner);
   }
 
   unpin(hex: string): void {
     if (!this.#db.open) return;
     this.#write(() => {
-      this.#db.prepare("UPDATE pins SET n = n - 1 WHERE layer = ? AND owner = ?").run(hex, this.owner);
-      this.#db.prepare("DELETE FROM pins WHERE n <= 0").run();
+      this.#sql("UPDATE pins SET n = n - 1 WHERE layer = ? AND owner = ?").run(hex, this.owner);
+      this.#sql("DELETE FROM pins WHERE n <= 0").run();
     });
   }
 
   /** Layers some live instance pins. */
   pinnedLayers(): string[] {
     this.#pruneOwners();
-    return (this.#db.prepare("SELECT DISTINCT layer FROM pins ORDER BY layer").all() as { layer: string }[]).map((r) => r.layer);
+    return (this.#sql("SELECT DISTINCT layer FROM pins ORDER BY layer").all() as { layer: string }[]).map((r) => r.layer);
   }
 
   /**
@@ -289,7 +298,7 @@ export class CacheLedger {
         victims.push(r);
         used -= r.size;
       }
-      const drop = this.#db.prepare("DELETE FROM files WHERE rel = ?");
+      const drop = this.#sql("DELETE FROM files WHERE rel = ?");
       for (const r of victims) {
         drop.run(r.rel);
         out.push({ rel: r.rel, kind: r.kind, layer: r.layer, size: r.size, usedUs: r.used_us });
@@ -308,25 +317,24 @@ export class CacheLedger {
     this.#pruneOwners();
     return this.#write(() => {
       const now = Date.now();
-      this.#db.prepare("DELETE FROM claims WHERE since_ms < ? OR owner NOT IN (SELECT owner FROM owners)").run(now - CLAIM_TTL_MS);
-      const other = this.#db
-        .prepare("SELECT 1 FROM claims WHERE layer = ? AND start < ? AND end > ? AND owner != ? LIMIT 1")
+      this.#sql("DELETE FROM claims WHERE since_ms < ? OR owner NOT IN (SELECT owner FROM owners)").run(now - CLAIM_TTL_MS);
+      const other = this.#sql("SELECT 1 FROM claims WHERE layer = ? AND start < ? AND end > ? AND owner != ? LIMIT 1")
         .get(hex, end, start, this.owner);
       if (other) return false;
-      this.#db.prepare("INSERT OR REPLACE INTO claims (layer, start, end, owner, since_ms) VALUES (?, ?, ?, ?, ?)").run(hex, start, end, this.owner, now);
+      this.#sql("INSERT OR REPLACE INTO claims (layer, start, end, owner, since_ms) VALUES (?, ?, ?, ?, ?)").run(hex, start, end, this.owner, now);
       return true;
     });
   }
 
   release(hex: string, start: number, end: number): void {
     if (!this.#db.open) return;
-    this.#db.prepare("DELETE FROM claims WHERE layer = ? AND start = ? AND end = ? AND owner = ?").run(hex, start, end, this.owner);
+    this.#sql("DELETE FROM claims WHERE layer = ? AND start = ? AND end = ? AND owner = ?").run(hex, start, end, this.owner);
   }
 
   /** Live instances using the directory, this one included. */
   owners(): number {
     this.#pruneOwners();
-    return (this.#db.prepare("SELECT count(*) AS n FROM owners").get() as { n: number }).n;
+    return (this.#sql("SELECT count(*) AS n FROM owners").get() as { n: number }).n;
   }
 
   /** Drops this instance's pins and claims. */
@@ -335,9 +343,9 @@ export class CacheLedger {
     if (!this.#db.open) return;
     this.flushTouches();
     this.#write(() => {
-      this.#db.prepare("DELETE FROM pins WHERE owner = ?").run(this.owner);
-      this.#db.prepare("DELETE FROM claims WHERE owner = ?").run(this.owner);
-      this.#db.prepare("DELETE FROM owners WHERE owner = ?").run(this.owner);
+      this.#sql("DELETE FROM pins WHERE owner = ?").run(this.owner);
+      this.#sql("DELETE FROM claims WHERE owner = ?").run(this.owner);
+      this.#sql("DELETE FROM owners WHERE owner = ?").run(this.owner);
     });
     this.#db.close();
   }
@@ -345,7 +353,7 @@ export class CacheLedger {
   #heartbeat(): void {
     if (!this.#db.open) return;
     try {
-      this.#db.prepare("UPDATE owners SET seen_ms = ? WHERE owner = ?").run(Date.now(), this.owner);
+      this.#sql("UPDATE owners SET seen_ms = ? WHERE owner = ?").run(Date.now(), this.owner);
     } catch (err) {
       log.debug("cache ledger heartbeat failed", { error: errorMessage(err) });
     }
@@ -354,16 +362,16 @@ export class CacheLedger {
   /** Removes owners that are gone, with their pins and claims. */
   #pruneOwners(): void {
     const now = Date.now();
-    const rows = this.#db.prepare("SELECT owner, pid, started, kernel, seen_ms FROM owners WHERE owner != ?").all(this.owner) as {
+    const rows = this.#sql("SELECT owner, pid, started, kernel, seen_ms FROM owners WHERE owner != ?").all(this.owner) as {
       owner: string; pid: number; started: string; kernel: string; seen_ms: number;
     }[];
     const dead = rows.filter((o) => now - o.seen_ms > OWNER_TTL_MS || (o.kernel === this.#kernel && startTime(o.pid) !== o.started));
     if (dead.length === 0) return;
     this.#write(() => {
       for (const o of dead) {
-        this.#db.prepare("DELETE FROM pins WHERE owner = ?").run(o.owner);
-        this.#db.prepare("DELETE FROM claims WHERE owner = ?").run(o.owner);
-        this.#db.prepare("DELETE FROM owners WHERE owner = ?").run(o.owner);
+        this.#sql("DELETE FROM pins WHERE owner = ?").run(o.owner);
+        this.#sql("DELETE FROM claims WHERE owner = ?").run(o.owner);
+        this.#sql("DELETE FROM owners WHERE owner = ?").run(o.owner);
       }
     });
     log.info("released the pins and claims of cache users that are gone", { owners: dead.map((o) => o.owner).join(",") });
