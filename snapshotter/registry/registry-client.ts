@@ -1,5 +1,6 @@
 // The OCI distribution client augur's lazy layers use: resolve an image
-// reference to its platform manifest, fetch blobs whole or by byte range,
+// reference to its platform manifest, fetch blobs whole or by byte range
+// (several ranges in one request where the server takes that: multi-range.ts),
 // stream a layer from an offset. Hosts come from containerd's hosts.toml
 // (mirrors first), credentials from a docker config.json.
 import { pipeline, type Readable } from "node:stream";
@@ -8,11 +9,13 @@ import { logger } from "../util/logging.js";
 import { Authorizer, pullScope, pushScope } from "./authorizer.js";
 import { BlobLocations } from "./blob-locations.js";
 import { SkipBytes, bytesToSkip, rangeHeader, validateRange, type ByteRange } from "./blob-range.js";
+import { multiRangeHeader } from "./byteranges.js";
 import { loadDockerCredentials, type CredentialStore } from "./credentials.js";
 import { DigestVerifier, sha256Digest, verifyDigest } from "./digest.js";
 import { DEFAULT_HOSTS_DIR, loadHosts, type HostCapability, type RegistryEndpoint } from "./hosts.js";
 import { DEFAULT_RETRIES, HttpTransport, errorDetail, readBody, type HttpResponse, type TransportOptions } from "./http-transport.js";
 import { MANIFEST_ACCEPT, parseManifest, parsePlatform, selectManifest, type Descriptor, type ImageManifest, type Platform } from "./manifest.js";
+import { MAX_RANGES_PER_REQUEST, MULTI_RANGE_STATUSES, MultiRangeSupport, WantedRange, receiveRanges, validateRanges, type RangesOutcome } from "./multi-range.js";
 import { resumingStream } from "./resuming-stream.js";
 import { formatReference, toReference, validateDigest, type ImageReference } from "./reference.js";
 import { parseWwwAuthenticate, type Challenge } from "./www-authenticate.js";
@@ -66,6 +69,7 @@ export class RegistryClient {
   readonly #resumes: number;
   readonly #plainHttp: boolean;
   readonly #locations = new BlobLocations();
+  readonly #multiRange = new MultiRangeSupport();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#transport = new HttpTransport(options);
@@ -129,6 +133,91 @@ export class RegistryClient {
         verifyDigest(bytes, digest, what);
         return bytes;
       });
+    });
+  }
+
+  /**
+   * Several ranges of a blob, unverified (as fetchBlob's), in as few requests
+   * as the server allows: one promise per range, in the order given, each
+   * resolving as soon as its bytes have arrived. Ranges go most useful first;
+   * they must be valid, non-empty and disjoint (else every promise rejects
+   * with InvalidArgumentError). Up to MAX_RANGES_PER_REQUEST go in one
+   * multi-range request, more in further requests sent at the same time;
+   * ranges the answer did not bring are fetched one by one with fetchBlob, and
+   * so is every range from a server that does not do multi-range
+   * (multi-range.ts). A failure rejects the ranges it kept from arriving and
+   * no others. Promises the caller does not await never count as unhandled.
+   */
+  fetchBlobRanges(ref: string | ImageReference, digest: string, ranges: readonly ByteRange[]): Promise<Buffer>[] {
+    const wanted = ranges.map((r) => new WantedRange(r));
+    let reference: ImageReference;
+    try {
+      reference = toReference(ref);
+      validateDigest(digest);
+      validateRanges(ranges);
+    } catch (err) {
+      for (const w of wanted) w.reject(err);
+      return wanted.map((w) => w.promise);
+    }
+    if (wanted.length === 1) wanted[0]?.follow(this.fetchBlob(reference, digest, wanted[0].range));
+    else {
+      for (let i = 0; i < wanted.length; i += MAX_RANGES_PER_REQUEST) {
+        const batch = wanted.slice(i, i + MAX_RANGES_PER_REQUEST);
+        this.#fetchRanges(reference, digest, batch).catch((err: unknown) => batch.forEach((w) => w.reject(err)));
+      }
+    }
+    return wanted.map((w) => w.promise);
+  }
+
+  /** Multi-range requests sent and the ranges they carried; ranges of fetchBlobRanges calls fetched one by one instead. */
+  get rangeCounts(): { multiRequests: number; multiRanges: number; singleFallbacks: number } {
+    return { ...this.#multiRange.counts };
+  }
+
+  /** One multi-range request for `batch` (trying each endpoint), then what it did not bring one by one. */
+  async #fetchRanges(reference: ImageReference, digest: string, batch: readonly WantedRange[]): Promise<void> {
+    let rest: WantedRange[];
+    try {
+      rest = await this.#withEndpoints(reference, "pull", (endpoint) => this.#multiRangeAt(endpoint, reference, digest, batch));
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    this.#multiRange.counts.singleFallbacks += rest.length;
+    for (const w of rest) w.follow(this.fetchBlob(reference, digest, w.range));
+  }
+
+  /**
+   * Asks `endpoint` (or the blob's remembered storage location) for the
+   * batch's unsettled ranges in one request; returns those still unsettled
+   * after it, all of them when the server is known not to do multi-range.
+   */
+  async #multiRangeAt(endpoint: RegistryEndpoint, reference: ImageReference, digest: string, batch: readonly WantedRange[]): Promise<WantedRange[]> {
+    const open = batch.filter((w) => !w.settled);
+    const path = `/${reference.repository}/blobs/${digest}`;
+    const key = `${endpoint.url}${path}`;
+    const location = this.#locations.get(key);
+    if (open.length < 2 || this.#multiRange.singleRangeOnly(endpoint.url) || (location && this.#multiRange.singleRangeOnly(location))) return open;
+    const what = `blob ${digest} (${open.length} ranges) of ${reference.repository} at ${endpoint.host}`;
+    const headers = { range: multiRangeHeader(open.map((w) => w.range)) };
+    const counted = (): void => {
+      this.#multiRange.counts.multiRequests++;
+      this.#multiRange.counts.multiRanges += open.length;
+    };
+    const learn = (outcome: RangesOutcome): WantedRange[] => {
+      this.#multiRange.learn(outcome, endpoint.url, what);
+      return open.filter((w) => !w.settled);
+    };
+    if (location) {
+      counted();
+      const outcome = await this.#atLocation(key, endpoint, headers, what, (res) => receiveRanges(res, open));
+      if (outcome) return learn(outcome);
+    }
+    counted();
+    return this.#request(endpoint, reference, path, { headers }, what, async (res) => {
+      if (!MULTI_RANGE_STATUSES.includes(res.status)) await expectStatus(res, [200, 206], what);
+      if (res.status === 200 || res.status === 206) this.#locations.remember(key, endpoint.url + path, res.url);
+      return learn(await receiveRanges(res, open));
     });
   }
 
@@ -281,19 +370,24 @@ export class RegistryClient {
    * are the registry's, and a redirect drops them too.
    */
   async #fromLocation(key: string, endpoint: RegistryEndpoint, range: ByteRange, what: string): Promise<Buffer | undefined> {
+    return this.#atLocation(key, endpoint, { range: rangeHeader(range.offset, range.length) }, what, (res) => readRange(res, range, what));
+  }
+
+  /** As #fromLocation, for any range request: `consume` reads a 200 or 206 from the location. */
+  async #atLocation<T>(key: string, endpoint: RegistryEndpoint, headers: Record<string, string>, what: string, consume: (res: HttpResponse) => Promise<T>): Promise<T | undefined> {
     const url = this.#locations.get(key);
     if (!url) return undefined;
     try {
-      const got = await this.#transport.send({ url, headers: { range: rangeHeader(range.offset, range.length) }, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), what: `${what} (at its storage location)` }, async (res) => {
+      const got = await this.#transport.send({ url, headers, skipVerify: endpoint.skipVerify, ...(endpoint.ca ? { ca: endpoint.ca } : {}), what: `${what} (at its storage location)` }, async (res) => {
         if (res.status !== 200 && res.status !== 206) {
           await res.body.dump();
           return undefined;
         }
-        return readRange(res, range, what);
+        return { value: await consume(res) };
       });
       if (got) {
         this.#locations.counts.direct++;
-        return got;
+        return got.value;
       }
     } catch (err) {
       log.debug("blob's storage location failed; asking the registry", { what, error: errorMessage(err) });

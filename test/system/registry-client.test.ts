@@ -1,13 +1,16 @@
 // The registry client against a real docker-registry (distribution) with an
 // image built and pushed by skopeo, plus small node:http servers for what a
 // stock registry cannot show: token and basic auth, redirects to storage,
-// 5xx, hangs and resets, a server that ignores Range.
+// 5xx, hangs and resets, a server that ignores Range, and the ways servers
+// answer (or fail to answer) a multi-range request.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
 import { isFailedPrecondition, isInvalidArgument, isNotFound, isUnavailable } from "../../snapshotter/errdefs/errors.js";
 import { anonymous } from "../../snapshotter/registry/credentials.js";
@@ -395,5 +398,325 @@ describe("RegistryClient against fake registries", () => {
     const slices = await Promise.all(Array.from({ length: 12 }, () => c.fetchBlob(`${fake.host}/demo`, digest, { offset: 0, length: 100 })));
     expect(slices.every((s) => s.equals(blob.subarray(0, 100)))).toBe(true);
     expect(peak).toBe(3);
+  });
+});
+
+/** The ranges of a Range header, as [start, end). */
+function rangesOf(header: string | undefined): [number, number][] {
+  const spec = /^bytes=(.+)$/.exec(header ?? "")?.[1];
+  return spec ? spec.split(",").map((r) => r.split("-").map(Number)).map(([a, b]) => [a ?? 0, (b ?? 0) + 1]) : [];
+}
+
+const BOUNDARY = "augur-test-0123456789";
+const MULTIPART = `multipart/byteranges; boundary=${BOUNDARY}`;
+/** The head of one part (with the delimiter before it), as Go's ServeContent writes it. */
+const partHead = (first: boolean, [start, end]: [number, number], size: number): string =>
+  `${first ? "" : "\r\n"}--${BOUNDARY}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes ${start}-${end - 1}/${size}\r\n\r\n`;
+const CLOSE = `\r\n--${BOUNDARY}--\r\n`;
+function multipartBody(blob: Buffer, parts: [number, number][]): Buffer {
+  return Buffer.concat([...parts.flatMap((p, i) => [Buffer.from(partHead(i === 0, p, blob.length)), blob.subarray(p[0], p[1])]), Buffer.from(CLOSE)]);
+}
+
+/**
+ * Answers as a server that does multi-range: no Range, the whole blob; one
+ * range, a single-part 206; several, a multipart 206 of `plan(ranges)`.
+ */
+function serveRanges(blob: Buffer, req: IncomingMessage, res: ServerResponse, plan = (r: [number, number][]): [number, number][] => r): void {
+  const ranges = rangesOf(req.headers.range);
+  if (ranges.length === 0) {
+    res.writeHead(200, { "content-length": blob.length }).end(blob);
+  } else if (ranges.length === 1) {
+    const [[start, end]] = ranges as [[number, number]];
+    const last = Math.min(end, blob.length);
+    if (start >= blob.length) res.writeHead(416, { "content-range": `bytes */${blob.length}` }).end();
+    else res.writeHead(206, { "content-range": `bytes ${start}-${last - 1}/${blob.length}`, "content-length": last - start }).end(blob.subarray(start, last));
+  } else {
+    const body = multipartBody(blob, plan(ranges));
+    res.writeHead(206, { "content-type": MULTIPART, "content-length": body.length }).end(body);
+  }
+}
+
+const isMulti = (header: string | undefined): boolean => (header ?? "").includes(",");
+const slices = (blob: Buffer, ranges: { offset: number; length: number }[]): Buffer[] => ranges.map((r) => blob.subarray(r.offset, r.offset + r.length));
+const headerOf = (r: { offset: number; length: number }): string => `bytes=${r.offset}-${r.offset + r.length - 1}`;
+function shuffle<T>(items: T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}
+/** `count` disjoint cells of `cell` bytes (the last few shortened) at random places in `size` bytes, in random order. */
+function randomCells(size: number, cell: number, count: number): { offset: number; length: number }[] {
+  return shuffle(Array.from({ length: Math.floor(size / cell) }, (_, i) => i))
+    .slice(0, count)
+    .map((i, n) => ({ offset: i * cell, length: n % 5 === 4 ? cell - 1000 : cell }));
+}
+async function settle(promises: Promise<Buffer>[]): Promise<(Buffer | Error)[]> {
+  return Promise.all(promises.map((p) => p.catch((err: unknown) => err as Error)));
+}
+
+describe("RegistryClient.fetchBlobRanges against docker-registry", () => {
+  let dir: string;
+  let registry: Registry | undefined;
+  const blob = randomBytes(2 << 20);
+  const digest = sha256(blob);
+  let repo = "";
+  /** GETs of the blob the registry logged after `from` (a log length), with their statuses. */
+  const blobGets = async (from: number): Promise<string[]> =>
+    [...(await registry!.settledLog()).slice(from).matchAll(new RegExp(`"GET /v2/ranges/blobs/${digest} HTTP/[\\d.]+" (\\d{3})`, "g"))].map((m) => m[1] as string);
+
+  beforeAll(async () => {
+    dir = scratchDir("augur-regc-ranges-");
+    registry = await startRegistry(dir);
+    repo = `${registry.host}/ranges`;
+    await client().pushBlob(repo, blob);
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fetches shuffled ranges byte-exact in one request", async () => {
+    const c = client();
+    const ranges = randomCells(blob.length, 64 << 10, 24);
+    const from = (await registry!.settledLog()).length;
+    const got = await Promise.all(c.fetchBlobRanges(repo, digest, ranges));
+    got.forEach((b, i) => expect(b.equals(slices(blob, ranges)[i]!), `range ${i}`).toBe(true));
+    expect(await blobGets(from)).toEqual(["206"]);
+    expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 24, singleFallbacks: 0 });
+  });
+
+  it("splits more than 64 ranges over requests sent together", async () => {
+    const c = client();
+    const ranges = randomCells(blob.length, 16 << 10, 100);
+    const from = (await registry!.settledLog()).length;
+    const got = await Promise.all(c.fetchBlobRanges(repo, digest, ranges));
+    got.forEach((b, i) => expect(b.equals(slices(blob, ranges)[i]!), `range ${i}`).toBe(true));
+    expect(await blobGets(from)).toEqual(["206", "206"]);
+    expect(c.rangeCounts).toEqual({ multiRequests: 2, multiRanges: 100, singleFallbacks: 0 });
+  });
+
+  it("returns the bytes up to the blob's end for a range past it, and InvalidArgument for a range wholly beyond it", async () => {
+    const c = client();
+    const ranges = [{ offset: blob.length - 10, length: 100 }, { offset: 5, length: 10 }, { offset: blob.length + 100, length: 5 }];
+    const [tail, head, beyond] = await settle(c.fetchBlobRanges(repo, digest, ranges));
+    expect((tail as Buffer).equals(blob.subarray(blob.length - 10))).toBe(true);
+    expect((head as Buffer).equals(blob.subarray(5, 15))).toBe(true);
+    expect(isInvalidArgument(beyond)).toBe(true);
+    expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 3, singleFallbacks: 1 });
+    // the registry left out a range it could not serve: that does not make it a single-range server
+    await Promise.all(c.fetchBlobRanges(repo, digest, [{ offset: 0, length: 1 }, { offset: 10, length: 1 }]));
+    expect(c.rangeCounts.multiRequests).toBe(2);
+  });
+
+  it("rejects every range of a missing blob with NotFound, after one request", async () => {
+    const from = (await registry!.settledLog()).length;
+    const errors = await settle(client().fetchBlobRanges(repo, MISSING, [{ offset: 0, length: 10 }, { offset: 20, length: 10 }]));
+    expect(errors.every((e) => isNotFound(e))).toBe(true);
+    expect((await registry!.settledLog()).slice(from).match(new RegExp(`GET /v2/ranges/blobs/${MISSING}`, "g"))).toHaveLength(1);
+  });
+
+  it("rejects invalid, empty and overlapping ranges with InvalidArgument and sends nothing", async () => {
+    const c = client();
+    for (const ranges of [
+      [{ offset: 0, length: 10 }, { offset: -1, length: 10 }],
+      [{ offset: 0, length: 10 }, { offset: 20, length: 0 }],
+      [{ offset: 0, length: 10 }, { offset: 100, length: 10 }, { offset: 5, length: 10 }],
+    ]) {
+      const errors = await settle(c.fetchBlobRanges(repo, digest, ranges));
+      expect(errors).toHaveLength(ranges.length);
+      expect(errors.every((e) => isInvalidArgument(e)), JSON.stringify(ranges)).toBe(true);
+    }
+    expect(c.fetchBlobRanges(repo, digest, [])).toEqual([]);
+    expect(c.rangeCounts).toEqual({ multiRequests: 0, multiRanges: 0, singleFallbacks: 0 });
+  });
+});
+
+describe("RegistryClient.fetchBlobRanges against fake servers", () => {
+  const blob = randomBytes(300_000);
+  const digest = sha256(blob);
+  const ranges = [{ offset: 200_000, length: 1000 }, { offset: 0, length: 500 }, { offset: 500, length: 700 }, { offset: 100_000, length: 65_536 }];
+  const want = slices(blob, ranges);
+  const expectExact = (got: Buffer[]): void => got.forEach((b, i) => expect(b.equals(want[i]!), `range ${i}`).toBe(true));
+
+  it("answered with the whole blob (200): drops the body at once, fetches one by one, and from then on only one by one", async () => {
+    const big = randomBytes(8 << 20);
+    const bigDigest = sha256(big);
+    const seen: (string | undefined)[] = [];
+    let wholeBody: { sent: number; finished: boolean } | undefined;
+    const fake = await fakeServer((req, res) => {
+      seen.push(req.headers.range);
+      if (!isMulti(req.headers.range)) return serveRanges(big, req, res);
+      // the whole blob, slowly: 8 MiB at 64 KiB every 20 ms would take 2.5 s
+      res.writeHead(200, { "content-length": big.length });
+      let sent = 0;
+      const timer = setInterval(() => {
+        res.write(big.subarray(sent, sent + (64 << 10)));
+        sent += 64 << 10;
+        if (sent >= big.length) res.end();
+      }, 20);
+      res.on("close", () => {
+        clearInterval(timer);
+        wholeBody = { sent, finished: res.writableFinished };
+      });
+    });
+    const c = client();
+    const first = await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, bigDigest, ranges));
+    first.forEach((b, i) => expect(b.equals(slices(big, ranges)[i]!)).toBe(true));
+    for (let i = 0; i < 100 && !wholeBody; i++) await sleep(20);
+    expect(wholeBody?.finished).toBe(false);
+    expect(wholeBody!.sent).toBeLessThan(big.length / 4);
+    expect(seen.filter((h) => isMulti(h))).toHaveLength(1);
+    expect(seen.filter((h) => !isMulti(h)).sort()).toEqual(ranges.map(headerOf).sort());
+
+    seen.length = 0;
+    const second = await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, bigDigest, ranges));
+    second.forEach((b, i) => expect(b.equals(slices(big, ranges)[i]!)).toBe(true));
+    expect(seen.sort()).toEqual(ranges.map(headerOf).sort());
+    expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 4, singleFallbacks: 8 });
+  });
+
+  it("answered with one part (206 of the first range): keeps it, fetches the rest one by one, then only one by one", async () => {
+    const seen: (string | undefined)[] = [];
+    const fake = await fakeServer((req, res) => {
+      seen.push(req.headers.range);
+      const [start, end] = rangesOf(req.headers.range)[0] ?? [0, 0];
+      res.writeHead(206, { "content-range": `bytes ${start}-${end - 1}/${blob.length}`, "content-length": end - start }).end(blob.subarray(start, end));
+    });
+    const c = client();
+    expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+    // the first range came in the multi-range answer: only the other three were asked for again
+    expect(seen.filter((h) => !isMulti(h)).sort()).toEqual(ranges.slice(1).map(headerOf).sort());
+    expect(seen).toHaveLength(4);
+    seen.length = 0;
+    expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+    expect(seen.sort()).toEqual(ranges.map(headerOf).sort());
+    expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 4, singleFallbacks: 7 });
+  });
+
+  it("takes parts that coalesce adjacent ranges and come in another order, in one request", async () => {
+    const seen: (string | undefined)[] = [];
+    const fake = await fakeServer((req, res) => {
+      seen.push(req.headers.range);
+      // coalesce ranges that touch, then send the parts last first
+      serveRanges(blob, req, res, (rs) =>
+        [...rs].sort((a, b) => a[0] - b[0]).reduce<[number, number][]>((out, r) => {
+          const last = out[out.length - 1];
+          if (last && last[1] === r[0]) last[1] = r[1];
+          else out.push([...r]);
+          return out;
+        }, []).reverse());
+    });
+    const c = client();
+    expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+    expect(seen).toEqual([`bytes=200000-200999,0-499,500-1199,100000-165535`]);
+    expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 4, singleFallbacks: 0 });
+  });
+
+  it("answered with a malformed multipart body: keeps the parts before the fault, logs it once, and goes one by one", async () => {
+    const seen: (string | undefined)[] = [];
+    const fake = await fakeServer((req, res) => {
+      seen.push(req.headers.range);
+      if (!isMulti(req.headers.range)) return serveRanges(blob, req, res);
+      const good = multipartBody(blob, [[200_000, 201_000]]).subarray(0, -CLOSE.length);
+      // part 2 is 10 bytes shorter than its Content-Range says
+      const bad = Buffer.concat([good, Buffer.from(partHead(false, [0, 500], blob.length)), blob.subarray(0, 490), Buffer.from(CLOSE)]);
+      res.writeHead(206, { "content-type": MULTIPART, "content-length": bad.length }).end(bad);
+    });
+    const stderr = vi.spyOn(process.stderr, "write");
+    try {
+      const c = client();
+      expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+      const logged = stderr.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("malformed multi-range response"));
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toContain(fake.host);
+      expect(logged[0]).toMatch(/part 2 .* not followed by CRLF and the boundary/);
+      expect(seen.filter((h) => !isMulti(h)).sort()).toEqual(ranges.slice(1).map(headerOf).sort());
+      seen.length = 0;
+      expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+      expect(seen.filter((h) => isMulti(h))).toEqual([]);
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+
+  it("resolves the first range before the connection is cut after it, refetches the rest, and keeps asking for multi-range", async () => {
+    const seen: (string | undefined)[] = [];
+    const call: { first?: Promise<Buffer> } = {};
+    let cutAfterFirstResolved: boolean | undefined;
+    const fake = await fakeServer((req, res) => {
+      seen.push(req.headers.range);
+      if (!isMulti(req.headers.range) || cutAfterFirstResolved !== undefined) return serveRanges(blob, req, res);
+      res.writeHead(206, { "content-type": MULTIPART });
+      const body = multipartBody(blob, rangesOf(req.headers.range));
+      // part 1, the boundary after it and the start of part 2; then nothing until the cut
+      res.write(body.subarray(0, body.indexOf(`--${BOUNDARY}`, 10) + 200));
+      const cut = (resolved: boolean): void => {
+        if (cutAfterFirstResolved !== undefined) return;
+        cutAfterFirstResolved = resolved;
+        req.socket.destroy();
+      };
+      const timer = setTimeout(() => cut(false), 5000);
+      void call.first?.then(() => {
+        clearTimeout(timer);
+        cut(true);
+      });
+    });
+    const c = client();
+    const promises = c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges);
+    call.first = promises[0];
+    expectExact(await Promise.all(promises));
+    expect(cutAfterFirstResolved).toBe(true);
+    expect(seen.filter((h) => !isMulti(h)).sort()).toEqual(ranges.slice(1).map(headerOf).sort());
+    // a dropped connection says nothing about multi-range: the next call asks for it again
+    seen.length = 0;
+    expectExact(await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, digest, ranges)));
+    expect(seen).toHaveLength(1);
+    expect(isMulti(seen[0])).toBe(true);
+  });
+
+  it("resolves the first range while the rest of the response is still on its way", async () => {
+    let ended = 0;
+    const fake = await fakeServer((req, res) => {
+      const body = multipartBody(blob, rangesOf(req.headers.range));
+      const split = body.indexOf(`--${BOUNDARY}`, 10) + 200; // part 1, the boundary after it, part 2's headers
+      res.writeHead(206, { "content-type": MULTIPART, "content-length": body.length });
+      res.write(body.subarray(0, split));
+      setTimeout(() => {
+        ended = performance.now();
+        res.end(body.subarray(split));
+      }, 300);
+    });
+    const [p1, p2] = client().fetchBlobRanges(`${fake.host}/demo`, digest, ranges.slice(0, 2));
+    const [t1, t2] = await Promise.all([p1!.then(() => performance.now()), p2!.then(() => performance.now())]);
+    expect(ended).toBeGreaterThan(0);
+    expect(t1).toBeLessThan(ended);
+    expect(t2 - t1).toBeGreaterThanOrEqual(250);
+    expect((await p1)!.equals(want[0]!)).toBe(true);
+    expect((await p2)!.equals(want[1]!)).toBe(true);
+  });
+
+  it("sends a multi-range request to the blob's storage location once the registry redirected there", async () => {
+    const storageSeen: (string | undefined)[] = [];
+    const storage = await fakeServer((req, res) => {
+      storageSeen.push(req.headers.range);
+      serveRanges(blob, req, res);
+    });
+    let redirects = 0;
+    const registry = await fakeServer((_req, res) => {
+      redirects++;
+      res.writeHead(307, { location: `${storage.url}/data/${digest.slice(7)}?sig=1` }).end();
+    });
+    const c = client();
+    expectExact(await Promise.all(c.fetchBlobRanges(`${registry.host}/demo`, digest, ranges)));
+    expectExact(await Promise.all(c.fetchBlobRanges(`${registry.host}/demo`, digest, ranges)));
+    expect(redirects).toBe(1);
+    expect(storageSeen).toHaveLength(2);
+    expect(storageSeen.every((h) => isMulti(h))).toBe(true);
+    // counted once the request is over, which may be after its ranges resolved
+    await vi.waitFor(() => expect(c.locationCounts).toEqual({ direct: 1, redirected: 1 }));
+    expect(c.rangeCounts).toEqual({ multiRequests: 2, multiRanges: 8, singleFallbacks: 0 });
   });
 });
