@@ -190,6 +190,8 @@ export class Daemon {
         indexRefinement: refiner?.status() ?? null,
         // Range requests sent straight to where registries redirected a blob, and redirects followed
         blobLocations: registry.locationCounts,
+        // multi-range requests sent and the ranges they carried; ranges fetched one by one instead
+        rangeRequests: registry.rangeCounts,
         peers: peers ? { urls: peers.urls, ...peers.stats } : null,
         serving: blobServer && serving ? { address: `${serving.host}:${serving.port}`, ...blobServer.stats } : null,
       })),

@@ -2,7 +2,7 @@
 // read from disk, others are fetched (registry, mirror or peer) and, once the
 // layer index has verified them, kept for the next reader. Another augur on the
 // same cache directory fetching the same bytes is waited for, not repeated.
-import type { BlobSource, RangeFetcher, RangeOrigin } from "./blob-source.js";
+import type { BlobRange, BlobSource, RangeFetcher, RangeOrigin } from "./blob-source.js";
 import { logger } from "../util/logging.js";
 import { errorMessage } from "../errdefs/errors.js";
 import type { LayerCache, RangeClaim } from "../cache/layer-cache.js";
@@ -11,6 +11,12 @@ import { RecentReads } from "./recent-reads.js";
 const log = logger("fetch");
 /** A claim whose bytes were fetched but never verified (a bad fetch) is released after this long. */
 const UNVERIFIED_RELEASE_MS = 2_000;
+
+/** What the cache had of a range: its bytes, or the claim to fetch them. */
+interface Found {
+  data?: Buffer;
+  claim?: RangeClaim;
+}
 
 export class CachedBlob implements BlobSource {
   /** Compressed bytes fetched from outside the cache. */
@@ -34,28 +40,68 @@ export class CachedBlob implements BlobSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const len = Math.max(0, Math.min(length, this.size - offset));
-    const local = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
-    if (local) return this.#answered(offset, len, "cache", local);
-    const claim = await this.cache.claimRange(this.digest, offset, len);
-    if (!claim) {
-      // a neighbour fetched them meanwhile
-      const landed = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
-      if (landed) return this.#answered(offset, len, "cache", landed);
-    }
+    const found = await this.#beforeFetch(offset, len);
+    if (found.data) return found.data;
     let data: Buffer;
     try {
       data = await this.#origin.fetch(offset, len);
     } catch (err) {
-      claim?.release();
+      found.claim?.release();
       throw err;
     }
+    return this.#fetched(offset, len, data, found.claim);
+  }
+
+  /**
+   * Several ranges: those the cache holds from disk, the rest in one request
+   * to the origin where it takes several ranges at once (else one read each).
+   */
+  readRanges(ranges: readonly BlobRange[]): Promise<Buffer>[] {
+    const origin = this.#origin;
+    if (!origin.fetchRanges || ranges.length < 2) return ranges.map((r) => this.read(r.offset, r.length));
+    const clipped = ranges.map((r) => ({ offset: r.offset, length: Math.max(0, Math.min(r.length, this.size - r.offset)) }));
+    const batch = Promise.all(clipped.map((r) => this.#beforeFetch(r.offset, r.length))).then((found) => {
+      const missing = clipped.flatMap((_, k) => (found[k]?.data ? [] : [k]));
+      const fetched = missing.length ? (origin.fetchRanges as NonNullable<RangeOrigin["fetchRanges"]>)(missing.map((k) => clipped[k] as BlobRange)) : [];
+      return { found, fetched: new Map(missing.map((k, i) => [k, fetched[i] as Promise<Buffer>])) };
+    });
+    return clipped.map(async (r, k) => {
+      const { found, fetched } = await batch;
+      const f = found[k] as Found;
+      if (f.data) return f.data;
+      let data: Buffer;
+      try {
+        data = await (fetched.get(k) as Promise<Buffer>);
+      } catch (err) {
+        f.claim?.release();
+        throw err;
+      }
+      return this.#fetched(r.offset, r.length, data, f.claim);
+    });
+  }
+
+  /** The range from the cache, or else the claim to fetch it (none: a neighbour's fetch did not land in time). */
+  async #beforeFetch(offset: number, len: number): Promise<Found> {
+    const local = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
+    if (local) return { data: this.#answered(offset, len, "cache", local) };
+    const claim = await this.cache.claimRange(this.digest, offset, len);
+    if (!claim) {
+      // a neighbour fetched them meanwhile
+      const landed = await this.cache.readRange(this.digest, offset, len, { wholeOnly: this.#wholeOnly });
+      if (landed) return { data: this.#answered(offset, len, "cache", landed) };
+    }
+    return claim ? { claim } : {};
+  }
+
+  /** Bytes the origin sent for [offset, offset+length): its claim is held until they are verified and stored. */
+  #fetched(offset: number, length: number, data: Buffer, claim: RangeClaim | undefined): Buffer {
     this.fetchedBytes += data.length;
     if (claim) {
       this.#claims.get(offset)?.release();
       this.#claims.set(offset, claim);
       setTimeout(() => this.#release(offset, claim), UNVERIFIED_RELEASE_MS).unref();
     }
-    return this.#answered(offset, len, "origin", data);
+    return this.#answered(offset, length, "origin", data);
   }
 
   /**

@@ -4,23 +4,29 @@
 // registry. A layer whose index came from a peer takes its bytes from the
 // registry only: the peer that wrote the digests must not also send the bytes.
 import type { Peers } from "../peer/peers.js";
-import type { RangeFetcher, RangeOrigin } from "./blob-source.js";
+import type { BlobRange, RangeFetcher, RangeOrigin } from "./blob-source.js";
 import { RecentReads } from "./recent-reads.js";
 
-export function peerFirst(peers: Peers, repository: string, digest: string, registry: RangeFetcher): RangeOrigin {
+export function peerFirst(
+  peers: Peers, repository: string, digest: string, registry: RangeFetcher,
+  registryRanges?: (ranges: readonly BlobRange[]) => Promise<Buffer>[],
+): RangeOrigin {
   const answeredBy = new RecentReads<string>();
   /** Reads to send to the registry next: their peer's bytes failed. */
   const retry = new RecentReads<true>();
   let registryOnly = false;
+  const fetch = async (offset: number, length: number): Promise<Buffer> => {
+    answeredBy.delete(offset, length);
+    if (registryOnly || retry.take(offset, length)) return registry(offset, length);
+    const got = await peers.fetchRange(repository, digest, offset, length);
+    if (!got) return registry(offset, length);
+    answeredBy.set(offset, length, got.peer);
+    return got.data;
+  };
   return {
-    fetch: async (offset, length) => {
-      answeredBy.delete(offset, length);
-      if (registryOnly || retry.take(offset, length)) return registry(offset, length);
-      const got = await peers.fetchRange(repository, digest, offset, length);
-      if (!got) return registry(offset, length);
-      answeredBy.set(offset, length, got.peer);
-      return got.data;
-    },
+    fetch,
+    // peers are asked range by range (they are near); the registry takes several at once
+    ...(registryRanges ? { fetchRanges: (ranges: readonly BlobRange[]) => (registryOnly ? registryRanges(ranges) : ranges.map((r) => fetch(r.offset, r.length))) } : {}),
     rejected: (offset, length) => {
       const peer = answeredBy.take(offset, length);
       if (!peer) return false;

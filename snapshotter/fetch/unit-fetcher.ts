@@ -8,10 +8,10 @@
 // ahead never spoil a good read, and nothing unchecked is ever returned.
 import { LRUCache } from "lru-cache";
 import { UnavailableError } from "../errdefs/errors.js";
-import type { BlobSource } from "./blob-source.js";
+import type { BlobRange, BlobSource } from "./blob-source.js";
 import type { FetchJob, FetchPlan, FetchPriority, FetchQueue } from "./fetch-queue.js";
 import { FetchStats } from "./fetch-stats.js";
-import { adjacentRuns, rankedRuns } from "./unit-runs.js";
+import { adjacentRuns, disjointRuns, packedRuns, rankedRuns } from "./unit-runs.js";
 import { LayerVerificationError } from "./verification.js";
 
 /** What a layer format tells the fetcher about its units. */
@@ -129,15 +129,23 @@ export class UnitFetcher<T extends Buffer> {
     return this.#kept.has(id) || this.#inflight.has(id);
   }
 
-  /** The verified units `ids`, in order: kept, joined in flight, or fetched now (adjacent ones in one request). */
+  /**
+   * The verified units `ids`, in order: kept, joined in flight, or fetched
+   * now (adjacent ones as one range, every range of the read in one request
+   * where the blob takes several at once).
+   */
   get(ids: readonly number[]): Promise<T>[] {
     this.#count(ids);
     const missing = [...new Set(ids.filter((id) => !this.held(id)))].sort((a, b) => a - b);
     // #start tracks each unit in #inflight (failures are reported to whoever awaits it)
-    for (const run of adjacentRuns(missing, (i) => this.#format.bounds(i), Infinity)) {
-      this.#stats.missFetches++;
-      this.layerStats.missFetches++;
-      void this.#start(this.#aligned(run), true);
+    const bounds = (i: number): { start: number; end: number } => this.#format.bounds(i);
+    // aligned runs may meet or overlap: joined again, so no unit is asked for twice
+    const aligned = adjacentRuns(missing, bounds, Infinity).flatMap((run) => this.#aligned(run));
+    const runs = adjacentRuns([...new Set(aligned)].sort((a, b) => a - b), bounds, Infinity);
+    if (runs.length) {
+      this.#stats.missFetches += runs.length;
+      this.layerStats.missFetches += runs.length;
+      void this.#start(runs, true);
     }
     return ids.map((id) => {
       const kept = this.#kept.get(id);
@@ -147,24 +155,29 @@ export class UnitFetcher<T extends Buffer> {
 
   /**
    * Queues fetches of units nobody waits for yet, as jobs of the fetch queue:
-   * runs of adjacent units, the most useful first. Each job looks again when
-   * it starts and fetches only what is still missing.
+   * runs of adjacent units, the most useful first, each job one request of
+   * up to `maxRequestBytes` (several runs in it where the blob takes several
+   * ranges at once: a run of a predicted file is often a single cell, and a
+   * request per cell would spend the link on round trips). Each job looks
+   * again when it starts and fetches only what is still missing.
    */
   ahead(req: AheadRequest): void {
     const todo = req.ids.filter((id) => !this.held(id));
     if (todo.length === 0) return;
     const bounds = (i: number): { start: number; end: number } => this.#format.bounds(i);
-    const jobs: FetchJob[] = rankedRuns(todo, bounds, req.maxRequestBytes).map((run) => {
-      const left = (): number[] => run.filter((id) => !this.held(id));
+    const runs = rankedRuns(todo, bounds, req.maxRequestBytes);
+    const requests = this.#blob.readRanges ? packedRuns(runs, bounds, req.maxRequestBytes) : runs.map((run) => [run]);
+    const jobs: FetchJob[] = requests.map((request) => {
+      const left = (): number[][] => request.flatMap((run) => adjacentRuns(run.filter((id) => !this.held(id)), bounds, Infinity));
       return {
         priority: req.priority,
         ...(req.plan ? { plan: req.plan } : {}),
-        pendingBytes: () => left().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
+        pendingBytes: () => left().flat().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
         run: async () => {
-          const ids = left();
-          for (const id of ids) this.#countAhead(id, req.priority);
-          const fetches = adjacentRuns(ids, bounds, Infinity).flatMap((run) => this.#start(run, false));
-          await Promise.allSettled(fetches);
+          const runs = left();
+          if (runs.length === 0) return;
+          for (const id of runs.flat()) this.#countAhead(id, req.priority);
+          await Promise.allSettled(this.#start(runs, false));
         },
       };
     });
@@ -187,65 +200,108 @@ export class UnitFetcher<T extends Buffer> {
     return [...before, ...run, ...after];
   }
 
-  /** Fetches adjacent units `ids` in one request; each is in flight until it settles. */
-  #start(ids: number[], demand: boolean): Promise<T>[] {
-    const batch = demand ? this.#queue.demand(() => this.#fetch(ids)) : this.#fetch(ids);
-    return ids.map((id, k) => {
-      const p = batch.then((items) => {
-        const item = items[k] as T | LayerVerificationError;
-        if (item instanceof LayerVerificationError) throw item;
-        this.#kept.set(id, item);
-        if (!this.#fetched[id]) {
-          this.#fetched[id] = 1;
-          this.#fetchedBytes += this.#size(id);
-        }
-        return item;
-      });
-      const settled = p.finally(() => {
-        if (this.#inflight.get(id) === settled) this.#inflight.delete(id);
-      });
-      settled.catch(() => this.#aheadOf.delete(id)); // a failed fetch ahead bought nothing
-      settled.catch(() => undefined); // the reader awaiting it reports the failure
-      this.#inflight.set(id, settled);
-      return settled;
+  /**
+   * Fetches runs of adjacent units, all in one request where the blob takes
+   * several ranges at once; each unit is in flight until it settles.
+   */
+  #start(runs: number[][], demand: boolean): Promise<T>[] {
+    const batches = this.#fetchRuns(runs);
+    if (demand) void this.#queue.demand(() => Promise.allSettled(batches));
+    return runs.flatMap((ids, r) =>
+      ids.map((id, k) => {
+        const p = (batches[r] as Promise<(T | LayerVerificationError)[]>).then((items) => {
+          const item = items[k] as T | LayerVerificationError;
+          if (item instanceof LayerVerificationError) throw item;
+          this.#kept.set(id, item);
+          if (!this.#fetched[id]) {
+            this.#fetched[id] = 1;
+            this.#fetchedBytes += this.#size(id);
+          }
+          return item;
+        });
+        const settled = p.finally(() => {
+          if (this.#inflight.get(id) === settled) this.#inflight.delete(id);
+        });
+        settled.catch(() => this.#aheadOf.delete(id)); // a failed fetch ahead bought nothing
+        settled.catch(() => undefined); // the reader awaiting it reports the failure
+        this.#inflight.set(id, settled);
+        return settled;
+      }),
+    );
+  }
+
+  /** One read per run (several in one request where the blob can), each run's units verified as its bytes arrive. */
+  #fetchRuns(given: number[][]): Promise<(T | LayerVerificationError)[]>[] {
+    const f = this.#format;
+    const runs = this.#blob.readRanges && given.length > 1 ? disjointRuns(given, (i) => f.bounds(i)) : given;
+    const ranges = runs.map((ids) => {
+      const start = f.bounds(ids[0] as number).start;
+      return { offset: start, length: Math.max(...ids.map((id) => f.bounds(id).end)) - start };
     });
+    const reads = runs.length > 1 && this.#blob.readRanges ? this.#blob.readRanges(ranges) : ranges.map((r) => this.#blob.read(r.offset, r.length));
+    const checked = runs.map((ids, k) => this.#checkRun(ids, ranges[k] as BlobRange, reads[k] as Promise<Buffer>));
+    if (runs === given) return checked;
+    // back in the caller's runs: each unit's item from the run it went in with
+    const byUnit = new Map<number, { batch: Promise<(T | LayerVerificationError)[]>; k: number }>();
+    runs.forEach((ids, r) => ids.forEach((id, k) => byUnit.set(id, { batch: checked[r] as Promise<(T | LayerVerificationError)[]>, k })));
+    return given.map((ids) => Promise.all(ids.map((id) => {
+      const { batch, k } = byUnit.get(id) as { batch: Promise<(T | LayerVerificationError)[]>; k: number };
+      return batch.then((items) => items[k] as T | LayerVerificationError);
+    })));
   }
 
   /**
-   * Units first..last in one read, each verified on its own. Bytes that fail
-   * from a source that may do better on a second read (a spoiled cache file,
-   * a peer) are read once more: from the registry, whose bytes are final.
+   * A run's units, each verified on its own. Bytes that fail from a source
+   * that may do better on a second read (a spoiled cache file, a peer) are
+   * read once more: from the registry, whose bytes are final.
    */
-  async #fetch(ids: number[]): Promise<(T | LayerVerificationError)[]> {
-    const f = this.#format;
-    const start = f.bounds(ids[0] as number).start;
-    const end = Math.max(...ids.map((id) => f.bounds(id).end));
-    const first = await this.#read(ids, start, end);
-    if (!first.some((x) => x instanceof LayerVerificationError) || !(await this.#blob.rejected?.(start, end - start))) return first;
-    return this.#read(ids, start, end);
+  async #checkRun(ids: number[], range: BlobRange, read: Promise<Buffer>): Promise<(T | LayerVerificationError)[]> {
+    const first = await this.#verify(ids, range, read);
+    if (!first.some((x) => x instanceof LayerVerificationError) || !(await this.#blob.rejected?.(range.offset, range.length))) return first;
+    return this.#verify(ids, range, this.#blob.read(range.offset, range.length));
   }
 
-  async #read(ids: number[], start: number, end: number): Promise<(T | LayerVerificationError)[]> {
+  async #verify(ids: number[], range: BlobRange, read: Promise<Buffer>): Promise<(T | LayerVerificationError)[]> {
     const f = this.#format;
+    const { offset, length } = range;
     let data: Buffer;
     try {
-      data = await this.#blob.read(start, end - start);
+      data = await read;
     } catch (err) {
-      throw new UnavailableError(`layer ${f.digest}: fetching bytes ${start}-${end}`, { cause: err });
+      throw new UnavailableError(`layer ${f.digest}: fetching bytes ${offset}-${offset + length}`, { cause: err });
     }
-    this.fetchedBytes += end - start;
-    if (data.length < end - start) throw new UnavailableError(`layer ${f.digest}: short read at ${start}: ${data.length} of ${end - start}`);
-    return ids.map((id) => {
+    this.fetchedBytes += length;
+    if (data.length < length) throw new UnavailableError(`layer ${f.digest}: short read at ${offset}: ${data.length} of ${length}`);
+    const items = ids.map((id) => {
       const b = f.bounds(id);
-      const bytes = data.subarray(b.start - start, b.end - start);
       try {
-        const out = f.verify(id, bytes);
-        if (f.cacheable?.(id) ?? true) this.#blob.verified?.(b.start, bytes);
-        return out;
+        return f.verify(id, data.subarray(b.start - offset, b.end - offset));
       } catch (err) {
         if (err instanceof LayerVerificationError) return err;
         throw err;
       }
     });
+    this.#keep(ids, items, offset, data);
+    return items;
+  }
+
+  /** Hands the blob each stretch of adjacent verified, cacheable units as one piece: one cache file per stretch, not per unit. */
+  #keep(ids: number[], items: readonly (T | LayerVerificationError)[], offset: number, data: Buffer): void {
+    if (!this.#blob.verified) return;
+    const f = this.#format;
+    let from: number | undefined;
+    let to = 0;
+    const flush = (): void => {
+      if (from !== undefined) this.#blob.verified?.(from, data.subarray(from - offset, to - offset));
+      from = undefined;
+    };
+    ids.forEach((id, k) => {
+      const b = f.bounds(id);
+      if (items[k] instanceof LayerVerificationError || !(f.cacheable?.(id) ?? true)) return flush();
+      if (from !== undefined && b.start > to) flush();
+      from ??= b.start;
+      to = Math.max(to, b.end);
+    });
+    flush();
   }
 }

@@ -6,6 +6,7 @@
 //    while building its index, then serve it from the cache.
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
+import type { BlobRange } from "../fetch/blob-source.js";
 import { CachedBlob } from "../fetch/cached-blob.js";
 import { peerFirst } from "../fetch/peer-first.js";
 import type { Peers } from "../peer/peers.js";
@@ -84,7 +85,8 @@ export class LayerOpener {
 
   blobOf(spec: RemoteLayerSpec): CachedBlob {
     const registry = (offset: number, length: number): Promise<Buffer> => this.registry.fetchBlob(spec.imageRef, spec.layerDigest, { offset, length });
-    const origin = this.peers ? peerFirst(this.peers, toReference(spec.imageRef).repository, spec.layerDigest, registry) : registry;
+    const ranges = (list: readonly BlobRange[]): Promise<Buffer>[] => this.registry.fetchBlobRanges(spec.imageRef, spec.layerDigest, list);
+    const origin = this.peers ? peerFirst(this.peers, toReference(spec.imageRef).repository, spec.layerDigest, registry, ranges) : { fetch: registry, fetchRanges: ranges };
     return new CachedBlob(this.cache, spec.layerDigest, spec.size, origin);
   }
 

@@ -158,8 +158,15 @@ describe("predictive prefetch through containerd", () => {
     expect(hit + miss).toBeGreaterThan(readsA.length * SIZE * 0.9); // it did read the files
     expect(hit / (hit + miss)).toBeGreaterThanOrEqual(0.9);
     // the registry agrees: the base layer's bytes came in this run (the cache was empty), about as many as augur says it fetched
-    const sent = blobBytes((await registry.settledLog()).slice(logFrom), baseDigest());
+    const log = (await registry.settledLog()).slice(logFrom);
+    const sent = blobBytes(log, baseDigest());
     expect(sent).toBeGreaterThanOrEqual(hit);
+    // 60 files scattered over the layer, fetched ahead with several ranges a request: far fewer requests than files
+    const gets = [...log.matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" 206 /g)].filter((m) => m[1] === baseDigest()).length;
+    expect(gets).toBeGreaterThan(0);
+    expect(gets).toBeLessThan(readsA.length / 3);
+    const ranges = (await status() as unknown as { rangeRequests: { multiRequests: number; multiRanges: number } }).rangeRequests;
+    expect(ranges.multiRanges).toBeGreaterThan(ranges.multiRequests);
     expect(sent).toBeLessThanOrEqual(after.aheadBytes - before.aheadBytes + miss + 64 * 1024);
     // the same figures for Prometheus, and how long FUSE operations took
     const metrics = (await run("curl", ["-sf", "--unix-socket", augur.apiSocket, "http://augur/metrics"])).stdout;

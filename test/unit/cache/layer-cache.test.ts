@@ -115,4 +115,23 @@ describe("CachedBlob", () => {
     expect(blob.fetchedBytes).toBe(2048);
     expect((await blob.read(4000, 500)).length).toBe(96); // clipped at the blob's end
   });
+
+  it("reads several ranges: the cache's from disk, the rest from the origin in one request", async () => {
+    const cache = new LayerCache(newDir(), 1 << 20);
+    const data = randomBytes(8192);
+    const single: [number, number][] = [];
+    const multi: [number, number][][] = [];
+    const blob = new CachedBlob(cache, L1, data.length, {
+      fetch: async (off, len) => (single.push([off, len]), data.subarray(off, off + len)),
+      fetchRanges: (ranges) => (multi.push(ranges.map((r) => [r.offset, r.length])), ranges.map(async (r) => data.subarray(r.offset, r.offset + r.length))),
+    });
+    await cache.storeRange(L1, 1000, data.subarray(1000, 2000));
+    const got = await Promise.all(blob.readRanges([{ offset: 5000, length: 100 }, { offset: 1200, length: 300 }, { offset: 8000, length: 500 }]));
+    expect(got.map((b) => b.length)).toEqual([100, 300, 192]); // the last clipped at the blob's end
+    expect(got[0]?.equals(data.subarray(5000, 5100))).toBe(true);
+    expect(got[1]?.equals(data.subarray(1200, 1500))).toBe(true);
+    expect(multi).toEqual([[[5000, 100], [8000, 192]]]);
+    expect(single).toEqual([]);
+    expect(blob.fetchedBytes).toBe(292);
+  });
 });

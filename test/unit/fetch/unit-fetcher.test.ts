@@ -88,4 +88,58 @@ describe("UnitFetcher", () => {
     expect(scheduler.pending).toBeGreaterThan(20); // the prefetch was still going
     await scheduler.idle();
   });
+
+  describe("with a blob that takes several ranges in one request", () => {
+    /** 64 units of 1000 bytes; readRanges resolves each range after `delays[k]` ms (default 0). */
+    function multi(delays: number[] = []) {
+      const blob = Buffer.concat(Array.from({ length: 64 }, (_, i) => Buffer.alloc(1000, i)));
+      const calls: { offset: number; length: number }[][] = [];
+      const kept: { offset: number; length: number }[] = [];
+      const src = {
+        size: blob.length,
+        read: async (offset: number, length: number) => {
+          calls.push([{ offset, length }]);
+          return blob.subarray(offset, offset + length);
+        },
+        readRanges: (ranges: readonly { offset: number; length: number }[]) => {
+          calls.push([...ranges]);
+          return ranges.map((r, k) => new Promise<Buffer>((resolve) => setTimeout(() => resolve(blob.subarray(r.offset, r.offset + r.length)), delays[k] ?? 0)));
+        },
+        verified: (offset: number, data: Buffer) => void kept.push({ offset, length: data.length }),
+      };
+      const scheduler = new FetchScheduler();
+      const format: UnitFormat<Buffer> = { digest: "sha256:t", count: 64, bounds: (i) => ({ start: i * 1000, end: (i + 1) * 1000 }), verify: (i, b) => {
+        if (b.some((x) => x !== i)) throw new LayerVerificationError("sha256:t", `unit ${i} is bad`);
+        return b;
+      } };
+      return { calls, kept, scheduler, fetcher: new UnitFetcher(format, src, scheduler) };
+    }
+
+    it("a read's separate runs go in one request, and each adjacent stretch is kept as one piece", async () => {
+      const { calls, kept, fetcher } = multi();
+      const got = await Promise.all(fetcher.get([3, 4, 5, 20, 40, 41]));
+      expect(got.map((b) => b[0])).toEqual([3, 4, 5, 20, 40, 41]);
+      expect(calls).toEqual([[{ offset: 3000, length: 3000 }, { offset: 20000, length: 1000 }, { offset: 40000, length: 2000 }]]);
+      expect(kept).toEqual([{ offset: 3000, length: 3000 }, { offset: 20000, length: 1000 }, { offset: 40000, length: 2000 }]);
+    });
+
+    it("fetches ahead scattered units in few requests, most useful first, within the request size", async () => {
+      const { calls, scheduler, fetcher } = multi();
+      fetcher.ahead({ ids: [50, 10, 30, 31, 12, 60, 2], priority: "soon", maxRequestBytes: 4000 });
+      await scheduler.idle();
+      expect(calls).toEqual([
+        [{ offset: 50000, length: 1000 }, { offset: 10000, length: 1000 }, { offset: 30000, length: 2000 }],
+        [{ offset: 12000, length: 1000 }, { offset: 60000, length: 1000 }, { offset: 2000, length: 1000 }],
+      ]);
+    });
+
+    it("a unit is served as soon as its range has arrived, before the rest of the request", async () => {
+      const { fetcher } = multi([0, 300]);
+      const [first, second] = fetcher.get([1, 9]);
+      const t0 = performance.now();
+      await first;
+      expect(performance.now() - t0).toBeLessThan(150);
+      expect((await second)?.[0]).toBe(9);
+    });
+  });
 });
