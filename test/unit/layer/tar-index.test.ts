@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll } from "vitest";
 import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
-import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
+import { CELL_SIZE, buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
 import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
@@ -294,7 +294,7 @@ describe("speculative fetches over a compressible layer", () => {
 
   it("a read's own request holds only the cells it needs; the rest of the file comes beside it, and a bad cell fails alone", async () => {
     expect(idx.spans.length).toBeGreaterThan(5);
-    expect(idx.cellSize).toBe(64 * 1024);
+    expect(idx.cellSize).toBe(CELL_SIZE);
     const src = countingSource(blob);
     const speculative = new FetchScheduler();
     const layer = new TarLayerIndex(idx, src, { queue: speculative });
@@ -361,12 +361,12 @@ describe("speculative fetches over a compressible layer", () => {
 });
 
 describe("verification cells", () => {
-  it("cut the blob into 64 KiB cells whose reach grows, kept through the codec; zstd layers have none", async () => {
+  it("cut the blob into CELL_SIZE cells whose reach grows, kept through the codec; zstd layers have none", async () => {
     const blob = gzipSync(tarball);
     const idx = await index(blob, "gzip");
     const cells = idx.cells ?? [];
-    expect(idx.cellSize).toBe(64 * 1024);
-    expect(cells.length).toBe(Math.ceil(blob.length / (64 * 1024)));
+    expect(idx.cellSize).toBe(CELL_SIZE);
+    expect(cells.length).toBe(Math.ceil(blob.length / CELL_SIZE));
     for (let i = 1; i < cells.length; i++) expect((cells[i] as { reach: number }).reach).toBeGreaterThanOrEqual((cells[i - 1] as { reach: number }).reach);
     expect(cells[cells.length - 1]?.reach).toBe(idx.uncompressedSize);
     expect(parseTarIndex(serializeTarIndex(idx).bytes).cells).toEqual(cells);
@@ -384,13 +384,13 @@ describe("verification cells", () => {
     expect((await new TarLayerIndex(idx, early).readFile("f", 1000, 100)).equals(content.subarray(1000, 1100))).toBe(true);
     const late = countingSource(gz);
     expect((await new TarLayerIndex(idx, late).readFile("f", 3 * MiB, 100)).equals(content.subarray(3 * MiB, 3 * MiB + 100))).toBe(true);
-    expect(early.requested).toBe(64 * 1024); // the first cell reaches byte 1100
+    expect(early.requested).toBe(CELL_SIZE); // the first cell reaches byte 1100
     expect(late.requested).toBeGreaterThan(early.requested * 10);
     expect(late.requested).toBeLessThan(gz.length); // not to the span's end
     const plain = await buildTarIndex(chunks(t), { digest: sha256(t), mediaType: MEDIA.none, spanSize: 8 * MiB });
     const src = countingSource(t);
     expect((await new TarLayerIndex(plain, src).readFile("f", 3 * MiB, 100)).equals(content.subarray(3 * MiB, 3 * MiB + 100))).toBe(true);
-    expect(src.requested).toBeLessThanOrEqual(2 * 64 * 1024); // the cell(s) holding those 100 bytes
+    expect(src.requested).toBeLessThanOrEqual(2 * CELL_SIZE); // the cell(s) holding those 100 bytes
   });
 });
 
