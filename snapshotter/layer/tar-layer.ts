@@ -13,6 +13,12 @@ import type { TarIndex } from "./tar-index.js";
 import type { DataSegment, TarRecord } from "./tar-scanner.js";
 import { CHECK_READ_BYTES, checkEntry } from "./entry-check.js";
 
+/** An entry a workload looks up without reading it, and the file of the layer it comes before (if known). */
+export interface HeaderLookup {
+  path: string;
+  withFile?: string;
+}
+
 export interface TarLayerOptions extends SpanReaderOptions {
   /** The index was made elsewhere (the registry): check each entry against the tar headers before serving it. */
   untrusted?: boolean;
@@ -24,6 +30,10 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
   /** The index's records, as it says them. */
   readonly records: readonly TarRecord[];
   readonly #checks = new Map<string, Promise<void>>();
+  /** Lookups whose headers are fetched with a file's bytes (fetchHeadersAhead), by that file. */
+  readonly #headersWith = new Map<string, string[]>();
+  /** Entries whose headers were queued already. */
+  readonly #headersQueued = new Set<string>();
 
   constructor(index: TarIndex, blob: BlobSource, opts: TarLayerOptions = {}) {
     super(index.digest, new EntryTree<DataSegment[], TarRecord>(index.entries, (e) => e.segments));
@@ -58,21 +68,32 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
   }
 
   /**
-   * Queues the tar headers the entry checks of `paths` (and of their parent
-   * directories) will read, so lookups a workload is known to make find them
-   * fetched; returns the compressed bytes queued.
+   * Queues the tar headers the entry checks of `lookups` (and of their
+   * parent directories) will read, so lookups a workload is known to make
+   * find them fetched: those that come before a file of this layer with that
+   * file's bytes (fetchAhead), in the order the workload needs them; the
+   * rest now. Returns the compressed bytes queued now.
    */
-  fetchHeadersAhead(paths: readonly string[], opts: AheadOptions): number {
+  fetchHeadersAhead(lookups: readonly HeaderLookup[], opts: AheadOptions): number {
+    const now: string[] = [];
+    for (const l of lookups) {
+      if (l.withFile === undefined || !this.tree.content(l.withFile)) now.push(l.path);
+      else this.#headersWith.set(l.withFile, [...(this.#headersWith.get(l.withFile) ?? []), l.path]);
+    }
+    return this.reader.fetchAhead(this.#headerRanges(now), opts);
+  }
+
+  /** Where the entry checks of `paths` and of their parent directories read, each entry once over the layer's life. */
+  #headerRanges(paths: readonly string[]): { offset: number; length: number }[] {
     const ranges: { offset: number; length: number }[] = [];
-    const seen = new Set<string>();
     for (const p of paths) {
-      for (let at: string = p; at !== "" && !seen.has(at); at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") {
-        seen.add(at);
+      for (let at: string = p; at !== "" && !this.#headersQueued.has(at); at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") {
+        this.#headersQueued.add(at);
         const header = (this.tree.record(at) as TarRecord | undefined)?.header;
         if (header !== undefined) ranges.push({ offset: header, length: CHECK_READ_BYTES });
       }
     }
-    return this.reader.fetchAhead(ranges, opts);
+    return ranges;
   }
 
   async readFile(path: string, offset: number, length: number): Promise<Buffer> {
@@ -119,6 +140,11 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions, missing?: (path: string) => void): number {
     const stream: { offset: number; length: number }[] = [];
     for (const f of files) {
+      const headers = this.#headersWith.get(f.path);
+      if (headers) {
+        this.#headersWith.delete(f.path);
+        stream.push(...this.#headerRanges(headers));
+      }
       const file = this.tree.content(f.path);
       if (!file) missing?.(f.path);
       const segments = file?.content;

@@ -68,7 +68,20 @@ export interface WorkloadProfile {
    * check each entry's tar header before answering for it; knowing these, it
    * fetches those headers ahead instead of waiting for each.
    */
-  lookups?: { layer: string; path: string }[];
+  lookups?: ProfileLookup[];
+}
+
+/** An entry a workload looks up without reading it. */
+export interface ProfileLookup {
+  layer: string;
+  path: string;
+  /**
+   * Where it comes among the reads: the `order` of the first file read after
+   * it (files.length: after them all). A node fetches its header with the
+   * file it comes before, not all headers at once ahead of every file.
+   * Absent in manifests from older builders, and for lookups only older runs made.
+   */
+  before?: number;
 }
 
 export interface IndexReference {
@@ -131,14 +144,19 @@ export function buildClusterManifest(traces: readonly Trace[], opts: BuildOption
       files.push({ ...f, ranges, order: files.length, confidence: round((counts.get(fileId(f)) ?? 0) / runs.length) });
     }
     const read = new Set(files.map(fileId));
-    const lookups: { layer: string; path: string }[] = [];
+    const orderOf = new Map(files.map((f) => [fileId(f), f.order]));
+    const lookups: ProfileLookup[] = [];
     for (const id of [newest, ...runs.slice(0, -1).reverse()].map((r) => r.id)) {
+      // in the newest run, files are in the order it first read them: a lookup comes before the file after the last one read
+      let before = id === newest.id ? 0 : undefined;
       for (const a of byId.get(id)?.accesses ?? []) {
+        const at = orderOf.get(fileId(a));
+        if (before !== undefined && at !== undefined && a.op !== "lookup" && a.op !== "readdir") before = Math.max(before, at + 1);
         if (a.op !== "lookup" || a.path === "" || lookups.length >= LIMITS.filesPerWorkload) continue;
         const key = fileId(a);
         if (read.has(key) || seen.has(`lookup ${key}`)) continue;
         seen.add(`lookup ${key}`);
-        lookups.push({ layer: a.layer, path: a.path });
+        lookups.push({ layer: a.layer, path: a.path, ...(before !== undefined ? { before } : {}) });
       }
     }
     const w = newest.workload;
@@ -269,7 +287,8 @@ function parseWorkload(v: unknown, where: string): WorkloadProfile {
       if (!isObj(e)) fail(at, "not an object");
       const layer = digest(e.layer, `${at}.layer`);
       if (!layerSet.has(layer)) fail(`${at}.layer`, `${layer} is not one of the workload's layers`);
-      return { layer, path: path(e.path, `${at}.path`) };
+      const before = e.before === undefined ? undefined : count(e.before, `${at}.before`);
+      return { layer, path: path(e.path, `${at}.path`), ...(before !== undefined ? { before } : {}) };
     });
   }
   return w;

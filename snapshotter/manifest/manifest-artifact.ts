@@ -99,11 +99,16 @@ const noReferrersApi = new Set<string>();
 export async function findArtifact(client: RegistryClient, repo: ImageReference, subject: string, artifactType: string): Promise<{ descriptor: Descriptor; foundBy: FoundBy } | undefined> {
   let listed: Buffer | undefined;
   let foundBy: FoundBy = "referrers-api";
+  // until a host is known to lack the referrers API, the fallback tag is asked at the same time:
+  // a node's first pull from a registry without the API then waits one round trip, not two
+  const tagged = (): Promise<Buffer | undefined> => client.manifestBytes(repo, fallbackTag(subject), OCI_INDEX).then((m) => m?.bytes);
+  const early = noReferrersApi.has(repo.host) ? undefined : tagged();
+  early?.catch(() => undefined); // awaited only when the referrers API does not answer
   if (!noReferrersApi.has(repo.host)) listed = await client.referrersApi(repo, subject);
   if (!listed) {
     noReferrersApi.add(repo.host);
     foundBy = "tag-schema";
-    listed = (await client.manifestBytes(repo, fallbackTag(subject), OCI_INDEX))?.bytes;
+    listed = await (early ?? tagged());
   }
   if (!listed) return undefined;
   const entries = indexEntries(listed, `referrers of ${formatReference(repo)}@${subject}`).filter((d) => artifactTypeOf(d) === artifactType);

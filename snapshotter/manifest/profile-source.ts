@@ -12,6 +12,7 @@ import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
 import type { Descriptor } from "../registry/manifest.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import type { RegistryClient } from "../registry/registry-client.js";
+import type { HeaderLookup } from "../layer/tar-layer.js";
 import type { RemoteIndex } from "../remote/layer-opener.js";
 import type { RemoteLayerSpec } from "../remote/remote-layer.js";
 import type { Trace } from "../trace/trace-format.js";
@@ -28,6 +29,11 @@ const MAX_INDEX_BYTES = 256 << 20;
 const CLUSTER_REFRESH_MS = 5 * 60_000;
 /** "No artifact for this image" is remembered this long. */
 const NONE_TTL_MS = 60_000;
+/** Indexes fetched with an image's artifact wait this long for their layer to open. */
+const EARLY_INDEX_KEPT_MS = 120_000;
+/** An image's artifact has its indexes fetched with it when they are at most this many and this big together. */
+const EARLY_INDEXES = 32;
+const EARLY_INDEX_BYTES = 64 << 20;
 
 export interface LoadedProfile {
   /** ref@digest of the artifact. */
@@ -127,15 +133,25 @@ export class ProfileSource {
     return undefined;
   }
 
-  /** What the loaded profiles' workloads look up in the layer without reading it, first-touch order, each once. */
-  #lookupsIn(layer: string): string[] {
-    const out = new Set<string>();
+  /**
+   * What the loaded profiles' workloads look up in the layer without reading
+   * it, first-touch order, each once; with the file of the layer each comes
+   * before, where the profile says (its header is fetched with that file).
+   */
+  #lookupsIn(layer: string): HeaderLookup[] {
+    const out = new Map<string, HeaderLookup>();
     for (const p of this.#loaded()) {
       for (const w of p.manifest.workloads) {
-        for (const e of w.lookups ?? []) if (e.layer === layer && out.size < LIMITS.filesPerWorkload) out.add(e.path);
+        const files = w.files.filter((f) => f.layer === layer).sort((a, b) => a.order - b.order);
+        for (const e of w.lookups ?? []) {
+          if (e.layer !== layer || out.has(e.path) || out.size >= LIMITS.filesPerWorkload) continue;
+          const before = e.before;
+          const next = before === undefined ? undefined : files.find((f) => f.order >= before);
+          out.set(e.path, { path: e.path, ...(next ? { withFile: next.path } : {}) });
+        }
       }
     }
-    return [...out];
+    return [...out.values()];
   }
 
   #loaded(): LoadedProfile[] {
@@ -154,7 +170,7 @@ export class ProfileSource {
     try {
       const found = await findArtifact(this.#opts.registry, repo, manifestDigest, PROFILE_ARTIFACT_TYPE);
       if (!found) return undefined;
-      const loaded = await this.#load(repo, found.descriptor.digest, pinned);
+      const loaded = await this.#load(repo, found.descriptor.digest, pinned, "image");
       if (loaded) {
         this.#images.push(loaded);
         log.info("profile artifact found for the image", { image: imageRef, artifact: loaded.source, workloads: loaded.manifest.workloads.length, via: found.foundBy });
@@ -170,7 +186,7 @@ export class ProfileSource {
     const ref = this.#opts.cluster as string;
     try {
       const r = parseReference(ref);
-      const loaded = await this.#load(repositoryOf(r), r.digest ?? r.tag ?? "latest", undefined);
+      const loaded = await this.#load(repositoryOf(r), r.digest ?? r.tag ?? "latest", undefined, "cluster");
       if (!loaded || loaded.digest === this.#cluster?.digest) return;
       this.#cluster = loaded;
       log.info("cluster manifest loaded", { ref, artifact: loaded.source, workloads: loaded.manifest.workloads.length });
@@ -180,17 +196,40 @@ export class ProfileSource {
     }
   }
 
-  /** The artifact's cluster manifest, parsed and checked; undefined (logged) when it is not one. */
-  async #load(repo: ImageReference, tagOrDigest: string, pinned: string | undefined): Promise<LoadedProfile | undefined> {
+  /**
+   * The artifact's cluster manifest, parsed and checked; undefined (logged)
+   * when it is not one. An image's artifact (`kind` "image") has its indexes
+   * fetched at once; the cluster's, many images', only as layers open.
+   */
+  async #load(repo: ImageReference, tagOrDigest: string, pinned: string | undefined, kind: "image" | "cluster"): Promise<LoadedProfile | undefined> {
     const a = await pullArtifact(this.#opts.registry, repo, tagOrDigest);
     const source = `${repo.host}/${repo.repository}@${a.digest}`;
     try {
       if (a.manifest.artifactType !== PROFILE_ARTIFACT_TYPE) throw new Error(`artifactType ${a.manifest.artifactType} is not ${PROFILE_ARTIFACT_TYPE}`);
       const first = a.manifest.layers[0];
       if (!first || first.mediaType !== CLUSTER_MANIFEST_MEDIA_TYPE) throw new Error("its first blob is not a cluster manifest");
-      const manifest = parseClusterManifest(await a.blob(first, LIMITS.bytes), source);
+      // an image's artifact carries the indexes of that image's layers, wanted as they open: asked
+      // for beside its cluster manifest, not a round trip after it; each taken once, and let go
+      // after a while if no layer took it (the layer had an index of its own)
+      const early = new Map<string, Promise<Buffer>>();
+      const indexes = a.manifest.layers.slice(1).filter((d) => d.mediaType === TAR_INDEX_MEDIA_TYPE);
+      // bounded: an artifact made to look like many layers' is fetched as layers open, as before
+      if (kind === "image" && indexes.length <= EARLY_INDEXES && indexes.reduce((n, d) => n + d.size, 0) <= EARLY_INDEX_BYTES) {
+        for (const d of indexes) {
+          const got = a.blob(d, MAX_INDEX_BYTES);
+          got.catch(() => undefined); // whoever takes it sees the failure
+          early.set(d.digest, got);
+        }
+        setTimeout(() => early.clear(), EARLY_INDEX_KEPT_MS).unref();
+      }
+      const blob = (d: Descriptor, maxBytes: number): Promise<Buffer> => {
+        const got = early.get(d.digest);
+        early.delete(d.digest);
+        return got ?? a.blob(d, maxBytes);
+      };
+      const manifest = parseClusterManifest(await blob(first, LIMITS.bytes), source);
       const trusted = (this.#opts.trusted ?? []).includes(a.digest) || pinned === a.digest;
-      return { source, digest: a.digest, manifest, repo, blobs: new Map(a.manifest.layers.map((d) => [d.digest, d])), blob: a.blob, trusted };
+      return { source, digest: a.digest, manifest, repo, blobs: new Map(a.manifest.layers.map((d) => [d.digest, d])), blob, trusted };
     } catch (err) {
       this.#warnOnce(source, "profile artifact in the registry is not usable; ignored", { artifact: source, error: errorMessage(err) });
       return undefined;

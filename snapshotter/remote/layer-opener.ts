@@ -24,7 +24,7 @@ import { EStargzLayerIndex } from "../layer/estargz.js";
 import type { LayerIndex } from "../layer/layer-index.js";
 import { parseTarIndex, serializeTarIndex } from "../layer/tar-index-codec.js";
 import { buildTarIndex, type TarIndex } from "../layer/tar-index.js";
-import { TarLayerIndex } from "../layer/tar-layer.js";
+import { TarLayerIndex, type HeaderLookup } from "../layer/tar-layer.js";
 import { checkLayout } from "../layer/entry-check.js";
 import type { RegistryClient } from "../registry/registry-client.js";
 import { logger } from "../util/logging.js";
@@ -52,8 +52,8 @@ export interface RemoteIndex {
   trusted?: boolean;
   /** A peer's cached index: the layer's bytes then come from the registry only (the peer must not vouch for both). */
   fromPeer?: boolean;
-  /** Paths in the layer that workloads look up without reading: their headers are fetched ahead for the entry checks. */
-  lookups?: readonly string[];
+  /** Entries of the layer that workloads look up without reading: their headers are fetched ahead for the entry checks. */
+  lookups?: readonly HeaderLookup[];
 }
 
 /** How long a layer's open waits for a peer's copy of its blob before reading from the registry meanwhile. */
@@ -61,8 +61,12 @@ const PEER_COPY_WAIT_MS = 2_000;
 /** Longest a peer may take to send a whole blob: 30 s, plus a second per 10 MiB. */
 const PEER_COPY_MS = (size: number): number => 30_000 + Math.ceil(size / (10 << 20)) * 1000;
 
-/** Priority and request size of the header fetches for an untrusted index's entry checks: what a container's lookups wait for. */
-const CHECK_AHEAD = { priority: "soon", maxRequestBytes: 1 << 20 } as const;
+/**
+ * Priority and request size of the header fetches for an untrusted index's
+ * entry checks that go with no file (headers that do are fetched with it):
+ * ahead of the plan's files, as a container's first lookups wait for them.
+ */
+const CHECK_AHEAD = { priority: "soon", rank: 0, maxRequestBytes: 1 << 20 } as const;
 
 /** Finds an index of the layer in the registry (manifest/), or undefined. */
 export type RemoteIndexSource = (spec: RemoteLayerSpec) => Promise<RemoteIndex | undefined>;
@@ -146,7 +150,7 @@ export class LayerOpener {
   }
 
   /** An index from the registry that fits the layer, or undefined (logged once, the pull goes on without it). */
-  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean; fromPeer: boolean; lookups?: readonly string[] } | undefined> {
+  async #remoteIndex(spec: RemoteLayerSpec): Promise<{ index: TarIndex; trusted: boolean; fromPeer: boolean; lookups?: readonly HeaderLookup[] } | undefined> {
     let found: RemoteIndex | undefined;
     try {
       found = await this.remoteIndex?.(spec);

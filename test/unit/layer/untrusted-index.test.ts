@@ -60,7 +60,7 @@ describe("an index made elsewhere", () => {
     const source = countingSource(blob);
     const queue = new FetchScheduler({ concurrency: 2 });
     const untrusted = new TarLayerIndex(index, source, { untrusted: true, queue });
-    const queued = untrusted.fetchHeadersAhead(["lib/m4.py", "lib/pkg/mod.py", "no/such/entry"], { priority: "soon", maxRequestBytes: 1 << 20 });
+    const queued = untrusted.fetchHeadersAhead([{ path: "lib/m4.py" }, { path: "lib/pkg/mod.py" }, { path: "no/such/entry" }], { priority: "soon", maxRequestBytes: 1 << 20 });
     expect(queued).toBeGreaterThan(0);
     expect(queued).toBeLessThan(blob.length / 2); // the headers' spans, not the layer
     await queue.idle();
@@ -69,6 +69,41 @@ describe("an index made elsewhere", () => {
     expect(source.calls.length).toBe(fetched); // every check found its header fetched
     await untrusted.check?.("lib/m1.py"); // one not looked up ahead fetches its own
     expect(source.calls.length).toBeGreaterThan(fetched);
+  });
+
+  it("fetches a lookup's header with the file it comes before, in the order the workload needs them", async () => {
+    const t = await layerTar([
+      { type: "dir", path: "lib" },
+      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
+    ]);
+    const blob = gzipSync(t);
+    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    const opened = (): { source: ReturnType<typeof countingSource>; queue: FetchScheduler; layer: TarLayerIndex } => {
+      const source = countingSource(blob);
+      const queue = new FetchScheduler({ concurrency: 1 });
+      return { source, queue, layer: new TarLayerIndex(index, source, { untrusted: true, queue }) };
+    };
+    const ahead = { priority: "soon", maxRequestBytes: 1 << 20 } as const;
+    const m0 = [{ path: "lib/m0.py", ranges: [{ offset: 0, length: 1000 }] }];
+    // m5 is looked up before m0 is read; m1 has no file to go with: fetched at once
+    const a = opened();
+    expect(a.layer.fetchHeadersAhead([{ path: "lib/m5.py", withFile: "lib/m0.py" }, { path: "lib/m1.py" }], ahead)).toBeGreaterThan(0);
+    await a.queue.idle();
+    let calls = a.source.calls.length;
+    await a.layer.check?.("lib/m1.py");
+    expect(a.source.calls.length).toBe(calls); // fetched at once
+    a.layer.fetchAhead(m0, ahead);
+    await a.queue.idle();
+    calls = a.source.calls.length;
+    await a.layer.check?.("lib/m5.py");
+    expect(a.source.calls.length).toBe(calls); // came with m0's bytes
+    // until m0 is fetched ahead, m5's header is not
+    const b = opened();
+    b.layer.fetchHeadersAhead([{ path: "lib/m5.py", withFile: "lib/m0.py" }], ahead);
+    await b.queue.idle();
+    calls = b.source.calls.length;
+    await b.layer.check?.("lib/m5.py");
+    expect(b.source.calls.length).toBeGreaterThan(calls);
   });
 
   it("checks a header without fetching the bytes after it; a file read that misses still reads ahead", async () => {

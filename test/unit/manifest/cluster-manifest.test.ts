@@ -56,6 +56,13 @@ describe("cluster manifest", () => {
     expect(lookups.map((e) => e.path)).toContain("usr/lib/python3.11/json/__init__.py");
     expect(python?.files.map((f) => f.path)).toContain("usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc");
     expect(lookups.map((e) => e.path)).toContain("usr/lib/python3.11");
+    // and where each comes among the reads: the stat of json/__init__.py just before json's .pyc is read
+    const newest = lookups.filter((e) => e.before !== undefined);
+    expect(newest.length).toBeGreaterThan(50);
+    expect(newest.map((e) => e.before)).toEqual([...newest.map((e) => e.before as number)].sort((a, b) => a - b));
+    const pyc = python?.files.find((f) => f.path === "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc");
+    const before = lookups.find((e) => e.path === "usr/lib/python3.11/json/__init__.py")?.before;
+    expect(before).toBe(pyc?.order);
   });
 
   it("parses what it builds, and predictors learn from its profiles as from traces", async () => {
