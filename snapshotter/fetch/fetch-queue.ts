@@ -21,6 +21,13 @@ export interface FetchJob {
   readonly priority: FetchPriority;
   /** The plan it belongs to; none for read-ahead, which is bounded by the queue. */
   readonly plan?: FetchPlan;
+  /**
+   * Where it comes in its plan's predicted order: among queued jobs of one
+   * priority, lower ranks run first (none: after every ranked one). Layers
+   * open one after another; ranks keep a layer that opened late from
+   * queueing its first files behind another's later ones.
+   */
+  readonly rank?: number;
   /** Compressed bytes the job would fetch if it started now: 0 when another fetch got them first. */
   pendingBytes(): number;
   /** Fetches and verifies; failures are the reader's to report when it asks for the bytes. */

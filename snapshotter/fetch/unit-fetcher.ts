@@ -46,6 +46,8 @@ export interface AheadRequest {
   /** Units, most useful first. */
   ids: readonly number[];
   priority: FetchPriority;
+  /** Where they come in their plan's predicted order (FetchJob.rank). */
+  rank?: number;
   /** Compressed bytes of one request at most. */
   maxRequestBytes: number;
   plan?: FetchPlan;
@@ -172,6 +174,7 @@ export class UnitFetcher<T extends Buffer> {
       return {
         priority: req.priority,
         ...(req.plan ? { plan: req.plan } : {}),
+        ...(req.rank !== undefined ? { rank: req.rank } : {}),
         pendingBytes: () => left().flat().reduce((n, id) => n + bounds(id).end - bounds(id).start, 0),
         run: async () => {
           const runs = left();

@@ -55,6 +55,8 @@ export interface FileRanges {
 export interface AheadOptions {
   priority: FetchPriority;
   plan?: FetchPlan;
+  /** Where in its plan's predicted order the fetch comes: within a priority, lower ranks run first. */
+  rank?: number;
   /** Compressed bytes of one request at most. */
   maxRequestBytes: number;
 }

@@ -66,7 +66,7 @@ interface Plan {
   /** Next predicted file not yet queued. */
   next: number;
   /** Files waiting for their layer's index, per layer, in order, with the priority they were meant to have. */
-  waiting: Map<string, { files: FileRanges[]; priority: "soon" | "later" }[]>;
+  waiting: Map<string, { files: FileRanges[]; priority: "soon" | "later"; rank: number }[]>;
   queued: Set<string>;
   queuedBytes: number;
   accessed: FileKey[];
@@ -177,7 +177,7 @@ export class Prefetcher {
       const batches = plan.waiting.get(digest);
       if (!batches) continue;
       plan.waiting.delete(digest);
-      for (const b of batches) this.#queue(plan, digest, b.files, b.priority);
+      for (const b of batches) this.#queue(plan, digest, b.files, b.priority, b.rank);
     }
   }
 
@@ -233,7 +233,7 @@ export class Prefetcher {
     if (from) log.debug("pull plan meets container plan", { pull: from.key, queued: from.queued.size, predicted: predicted.length, accessed: accessed.length, overlap: overlap.toFixed(2) });
     const plan: Plan = {
       key, kind, workload, predicted, fetch: adopt?.fetch ?? this.#opts.scheduler.plan(key, s.budgetBytes),
-      position: new Map(predicted.map((p, i) => [fileId(p), i])), next: 0, waiting: adopt?.waiting ?? new Map<string, { files: FileRanges[]; priority: "soon" | "later" }[]>(),
+      position: new Map(predicted.map((p, i) => [fileId(p), i])), next: 0, waiting: adopt?.waiting ?? new Map<string, { files: FileRanges[]; priority: "soon" | "later"; rank: number }[]>(),
       queued: adopt?.queued ?? new Set(), queuedBytes: adopt?.queuedBytes ?? 0,
       accessed: [...accessed], accessedIds: new Set(accessed.map(fileId)), reached: 0,
       lookahead: this.#lookahead.get(this.#learnedKey(workload)) ?? s.lookahead, caughtUp: 0, started: adopt?.started ?? performance.now(),
@@ -284,7 +284,8 @@ export class Prefetcher {
       // a batch: up to g consecutive predicted files of one layer
       const first = plan.predicted[plan.next] as PredictedFile;
       const batch: FileRanges[] = [];
-      const priority = plan.next < SOON_FILES ? "soon" : "later";
+      const rank = plan.next;
+      const priority = rank < SOON_FILES ? "soon" : "later";
       while (plan.next < until && batch.length < g) {
         const p = plan.predicted[plan.next] as PredictedFile;
         if (p.layer !== first.layer) break;
@@ -293,19 +294,19 @@ export class Prefetcher {
         plan.queued.add(fileId(p));
         batch.push({ path: p.path, ranges: p.ranges });
       }
-      if (batch.length) this.#queue(plan, first.layer, batch, priority);
+      if (batch.length) this.#queue(plan, first.layer, batch, priority, rank);
     }
   }
 
-  #queue(plan: Plan, layer: string, files: FileRanges[], priority: "soon" | "later"): void {
+  #queue(plan: Plan, layer: string, files: FileRanges[], priority: "soon" | "later", rank: number): void {
     const index = this.#opts.layerIndex(layer);
     if (!index) {
       const waiting = plan.waiting.get(layer);
-      if (waiting) waiting.push({ files, priority });
-      else plan.waiting.set(layer, [{ files, priority }]);
+      if (waiting) waiting.push({ files, priority, rank });
+      else plan.waiting.set(layer, [{ files, priority, rank }]);
       return;
     }
-    plan.queuedBytes += index.fetchAhead(files, { priority, plan: plan.fetch, maxRequestBytes: REQUEST_BYTES }, (path) => this.#missing(layer, path));
+    plan.queuedBytes += index.fetchAhead(files, { priority, rank, plan: plan.fetch, maxRequestBytes: REQUEST_BYTES }, (path) => this.#missing(layer, path));
   }
 
   /** A predicted file its layer does not have (a profile from elsewhere that is wrong, or stale): said once per layer. */

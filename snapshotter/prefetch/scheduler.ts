@@ -2,7 +2,8 @@
 // bytes that nobody waits for yet goes through it, whatever the format.
 //
 //   demand       a read waits for it: runs at once, never queued
-//   soon, later  predicted files (prefetcher.ts), in predicted order
+//   soon, later  predicted files (prefetcher.ts), in predicted order (a job's
+//                rank: its place in its plan; unranked ones last)
 //   speculative  read-ahead beside a miss (newest first: the workload has
 //                moved on from where older suggestions were aimed)
 //
@@ -90,7 +91,7 @@ export class FetchScheduler implements FetchQueue {
 
   submit(jobs: readonly FetchJob[]): void {
     const spec = jobs.filter((j) => j.priority === "speculative");
-    for (const j of jobs) if (j.priority !== "speculative") this.#fifo[j.priority].push(j);
+    for (const j of jobs) if (j.priority !== "speculative") queueByRank(this.#fifo[j.priority], j);
     if (spec.length) {
       this.#speculative.push([...spec]);
       this.#speculativeQueued += spec.length;
@@ -175,4 +176,16 @@ export class FetchScheduler implements FetchQueue {
     }
     return undefined;
   }
+}
+
+/**
+ * Puts `job` after every queued job of a lower or equal rank; an unranked job
+ * (a whole layer asked for) ranks after every ranked one. Jobs of one rank
+ * stay in the order queued.
+ */
+function queueByRank(queue: FetchJob[], job: FetchJob): void {
+  const rank = job.rank ?? Infinity;
+  let at = queue.length;
+  while (at > 0 && ((queue[at - 1] as FetchJob).rank ?? Infinity) > rank) at--;
+  queue.splice(at, 0, job);
 }

@@ -9,10 +9,11 @@ const deferred = (): { promise: Promise<void>; resolve: () => void } => {
 };
 
 /** A job that records when it starts and waits for `wait`. */
-function job(log: string[], name: string, priority: FetchPriority, opts: { bytes?: number; wait?: Promise<void>; plan?: FetchJob["plan"] } = {}): FetchJob {
+function job(log: string[], name: string, priority: FetchPriority, opts: { bytes?: number; wait?: Promise<void>; plan?: FetchJob["plan"]; rank?: number } = {}): FetchJob {
   return {
     priority,
     ...(opts.plan ? { plan: opts.plan } : {}),
+    ...(opts.rank !== undefined ? { rank: opts.rank } : {}),
     pendingBytes: () => opts.bytes ?? 100,
     run: async () => {
       log.push(name);
@@ -33,6 +34,21 @@ describe("FetchScheduler", () => {
     gate.resolve();
     await s.idle();
     expect(log).toEqual(["first", "soon1", "soon2", "later1", "spec1", "spec2"]);
+  });
+
+  it("runs queued jobs of one priority by their rank in the plan, whatever order their layers opened in", async () => {
+    const s = new FetchScheduler({ concurrency: 1 });
+    const log: string[] = [];
+    const gate = deferred();
+    s.submit([job(log, "running", "soon", { wait: gate.promise })]);
+    s.submit([job(log, "whole layer", "soon")]); // unranked: after every ranked job
+    // the base layer opened first: its files 0, 1 and 40; the python layer later: its files 2 and 3
+    s.submit([job(log, "base0", "soon", { rank: 0 }), job(log, "base1", "soon", { rank: 1 }), job(log, "base40", "soon", { rank: 40 })]);
+    s.submit([job(log, "python2", "soon", { rank: 2 }), job(log, "python2b", "soon", { rank: 2 }), job(log, "python3", "soon", { rank: 3 })]);
+    s.submit([job(log, "headers", "soon", { rank: 0 })]);
+    gate.resolve();
+    await s.idle();
+    expect(log).toEqual(["running", "base0", "headers", "base1", "python2", "python2b", "python3", "base40", "whole layer"]);
   });
 
   it("runs the newest speculative batch first and drops the oldest beyond its queue bound; a failing job stops nothing", async () => {
