@@ -179,10 +179,10 @@ export class LayerCache {
   /** Bytes [offset, offset+length) of a layer from its whole blob or its chunks; undefined unless all are here. */
   async readRange(digest: string, offset: number, length: number, opts: { wholeOnly?: boolean } = {}): Promise<Buffer | undefined> {
     const hex = hexOf(digest);
-    // On every FUSE read of a layer: open the whole blob directly (no stat
-    // first); it may also have been written by another augur sharing the cache.
+    // The ledger knows the whole blob if this augur or a neighbour on the
+    // directory stored it: a layer read by range (no blob here) asks no disk.
     const blob = `blobs/sha256/${hex}`;
-    const whole = await readAt(join(this.dir, blob), offset, length);
+    const whole = this.#ledger.has(blob) ? await readAt(join(this.dir, blob), offset, length) : undefined;
     if (whole) {
       this.#ledger.touch(blob);
       this.#hits++;
