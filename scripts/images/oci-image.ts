@@ -10,7 +10,7 @@ import * as tar from "tar-stream";
 import { compress as zstdCompress } from "zstd-napi";
 
 export type LayerEntry =
-  | { type: "file"; path: string; content: string | Buffer; mode?: number; uid?: number; gid?: number }
+  | { type: "file"; path: string; content: string | Buffer; mode?: number; uid?: number; gid?: number; xattrs?: Record<string, string> }
   | { type: "dir"; path: string; mode?: number; uid?: number; gid?: number }
   | { type: "symlink"; path: string; target: string }
   | { type: "link"; path: string; target: string }
@@ -60,7 +60,8 @@ export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
     switch (e.type) {
       case "file": {
         const content = typeof e.content === "string" ? Buffer.from(e.content) : e.content;
-        pack.entry({ ...common, name: strip(e.path), mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: e.gid ?? 0, size: content.length }, content);
+        const pax = e.xattrs ? Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v])) : undefined;
+        pack.entry({ ...common, name: strip(e.path), mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: e.gid ?? 0, size: content.length, ...(pax ? { pax } : {}) }, content);
         break;
       }
       case "dir":
