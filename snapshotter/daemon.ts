@@ -113,13 +113,14 @@ export class Daemon {
           streams: new StreamOrder((layer) => prefetcher?.layerRank(layer)),
           indexLoads: new IndexLoads((layer) => prefetcher?.layerRank(layer)),
           onImage: (image) => {
-            prefetcher?.imagePulling(image);
-            // what other nodes learned of it, if the registry has it: learn, and plan the pull again
+            // what other nodes learned of it, if the registry has it (asked first: it is a round trip
+            // or three away, the node's own prediction is not): learn, and plan the pull again
             void profiles.forImage(image.ref, image.manifest, image.annotations).then(async (found) => {
               if (!found || !learner) return;
               await learner.retrain();
               prefetcher?.imagePulling(image, true);
             });
+            prefetcher?.imagePulling(image);
           },
           onLayerReady: (digest) => prefetcher?.layerReady(digest),
         })

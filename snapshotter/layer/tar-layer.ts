@@ -13,11 +13,14 @@ import type { TarIndex } from "./tar-index.js";
 import type { DataSegment, TarRecord } from "./tar-scanner.js";
 import { CHECK_READ_BYTES, checkEntry } from "./entry-check.js";
 
-/** An entry a workload looks up without reading it, and the file of the layer it comes before (if known). */
+/** An entry a workload looks up without reading it, and where in the plan it comes (the rank of the file read after it), if known. */
 export interface HeaderLookup {
   path: string;
-  withFile?: string;
+  rank?: number;
 }
+
+/** Lookups whose ranks fall in one window of this many files go in one request, at the window's start. */
+const HEADER_RANK_WINDOW = 16;
 
 export interface TarLayerOptions extends SpanReaderOptions {
   /** The index was made elsewhere (the registry): check each entry against the tar headers before serving it. */
@@ -30,8 +33,6 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
   /** The index's records, as it says them. */
   readonly records: readonly TarRecord[];
   readonly #checks = new Map<string, Promise<void>>();
-  /** Lookups whose headers are fetched with a file's bytes (fetchHeadersAhead), by that file. */
-  readonly #headersWith = new Map<string, string[]>();
   /** Entries whose headers were queued already. */
   readonly #headersQueued = new Set<string>();
 
@@ -65,29 +66,42 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
 
   /**
    * Queues the tar headers the entry checks of `lookups` (and of their
-   * parent directories) will read, so lookups a workload is known to make
-   * find them fetched: those that come before a file of this layer with that
-   * file's bytes (fetchAhead), in the order the workload needs them; the
-   * rest now. Returns the compressed bytes queued now.
+   * parent directories, and the layer's root) will read, so lookups a
+   * workload is known to make find them fetched: each at its place in the
+   * plan (its rank, the file the workload reads after it), lookups close
+   * together in one request; those with no place, and the root, first.
+   * Returns the compressed bytes queued.
    */
   fetchHeadersAhead(lookups: readonly HeaderLookup[], opts: AheadOptions): number {
-    const now: string[] = [];
+    const groups = new Map<number, string[]>();
     for (const l of lookups) {
-      if (l.withFile === undefined || !this.tree.content(l.withFile)) now.push(l.path);
-      else this.#headersWith.set(l.withFile, [...(this.#headersWith.get(l.withFile) ?? []), l.path]);
+      const window = l.rank === undefined ? 0 : Math.floor(l.rank / HEADER_RANK_WINDOW) * HEADER_RANK_WINDOW;
+      groups.set(window, [...(groups.get(window) ?? []), l.path]);
     }
-    return this.reader.fetchAhead(this.#headerRanges(now), opts);
+    if (!groups.has(0)) groups.set(0, []);
+    let bytes = 0;
+    for (const [rank, paths] of [...groups].sort((a, b) => a[0] - b[0])) {
+      // the layer's root is looked up first by every container, in every layer
+      const ranges = this.#headerRanges(rank === 0 ? ["", ...paths] : paths);
+      if (ranges.length) bytes += this.reader.fetchAhead(ranges, { ...opts, rank: Math.max(rank, opts.rank ?? 0) });
+    }
+    return bytes;
   }
 
-  /** Where the entry checks of `paths` and of their parent directories read, each entry once over the layer's life. */
+  /** Where the entry checks of `paths` and of their parent directories read ("": the root's), each entry once over the layer's life. */
   #headerRanges(paths: readonly string[]): { offset: number; length: number }[] {
     const ranges: { offset: number; length: number }[] = [];
+    const add = (at: string): void => {
+      this.#headersQueued.add(at);
+      const header = (this.tree.record(at) as TarRecord | undefined)?.header;
+      if (header !== undefined) ranges.push({ offset: header, length: CHECK_READ_BYTES });
+    };
     for (const p of paths) {
-      for (let at: string = p; at !== "" && !this.#headersQueued.has(at); at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") {
-        this.#headersQueued.add(at);
-        const header = (this.tree.record(at) as TarRecord | undefined)?.header;
-        if (header !== undefined) ranges.push({ offset: header, length: CHECK_READ_BYTES });
+      if (p === "") {
+        if (!this.#headersQueued.has("")) add("");
+        continue;
       }
+      for (let at: string = p; at !== "" && !this.#headersQueued.has(at); at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") add(at);
     }
     return ranges;
   }
@@ -136,11 +150,6 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
   fetchAhead(files: readonly FileRanges[], opts: AheadOptions, missing?: (path: string) => void): number {
     const stream: { offset: number; length: number }[] = [];
     for (const f of files) {
-      const headers = this.#headersWith.get(f.path);
-      if (headers) {
-        this.#headersWith.delete(f.path);
-        stream.push(...this.#headerRanges(headers));
-      }
       const file = this.tree.content(f.path);
       if (!file) missing?.(f.path);
       const segments = file?.content;

@@ -135,19 +135,16 @@ export class ProfileSource {
 
   /**
    * What the loaded profiles' workloads look up in the layer without reading
-   * it, first-touch order, each once; with the file of the layer each comes
-   * before, where the profile says (its header is fetched with that file).
+   * it, first-touch order, each once; with its place in the workload's reads
+   * where the profile says (its header is fetched at that place in the plan).
    */
   #lookupsIn(layer: string): HeaderLookup[] {
     const out = new Map<string, HeaderLookup>();
     for (const p of this.#loaded()) {
       for (const w of p.manifest.workloads) {
-        const files = w.files.filter((f) => f.layer === layer).sort((a, b) => a.order - b.order);
         for (const e of w.lookups ?? []) {
           if (e.layer !== layer || out.has(e.path) || out.size >= LIMITS.filesPerWorkload) continue;
-          const before = e.before;
-          const next = before === undefined ? undefined : files.find((f) => f.order >= before);
-          out.set(e.path, { path: e.path, ...(next ? { withFile: next.path } : {}) });
+          out.set(e.path, { path: e.path, ...(e.before !== undefined ? { rank: e.before } : {}) });
         }
       }
     }

@@ -10,6 +10,7 @@ import { buildTarIndex, type TarIndex } from "../../../snapshotter/layer/tar-ind
 import { TarLayerIndex } from "../../../snapshotter/layer/tar-layer.js";
 import type { TarRecord } from "../../../snapshotter/layer/tar-scanner.js";
 import { DeferredView } from "../../../snapshotter/remote/deferred-view.js";
+import type { FetchQueue } from "../../../snapshotter/fetch/fetch-queue.js";
 import { FetchScheduler } from "../../../snapshotter/prefetch/scheduler.js";
 import { chunks, countingSource, noise, sha256 } from "./helpers.js";
 
@@ -73,39 +74,27 @@ describe("an index made elsewhere", () => {
     expect(source.calls.length).toBeGreaterThan(fetched);
   });
 
-  it("fetches a lookup's header with the file it comes before, in the order the workload needs them", async () => {
+  it("queues each lookup's header at its place in the plan, and the layer's root first", async () => {
     const t = await layerTar([
       { type: "dir", path: "lib" },
       ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
     ]);
     const blob = gzipSync(t);
     const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
-    const opened = (): { source: ReturnType<typeof countingSource>; queue: FetchScheduler; layer: TarLayerIndex } => {
-      const source = countingSource(blob);
-      const queue = new FetchScheduler({ concurrency: 1 });
-      return { source, queue, layer: new TarLayerIndex(index, source, { untrusted: true, queue }) };
-    };
-    const ahead = { priority: "soon", maxRequestBytes: 1 << 20 } as const;
-    const m0 = [{ path: "lib/m0.py", ranges: [{ offset: 0, length: 1000 }] }];
-    // m5 is looked up before m0 is read; m1 has no file to go with: fetched at once
-    const a = opened();
-    expect(a.layer.fetchHeadersAhead([{ path: "lib/m5.py", withFile: "lib/m0.py" }, { path: "lib/m1.py" }], ahead)).toBeGreaterThan(0);
-    await a.queue.idle();
-    let calls = a.source.calls.length;
-    await a.layer.check?.("lib/m1.py");
-    expect(a.source.calls.length).toBe(calls); // fetched at once
-    a.layer.fetchAhead(m0, ahead);
-    await a.queue.idle();
-    calls = a.source.calls.length;
-    await a.layer.check?.("lib/m5.py");
-    expect(a.source.calls.length).toBe(calls); // came with m0's bytes
-    // until m0 is fetched ahead, m5's header is not
-    const b = opened();
-    b.layer.fetchHeadersAhead([{ path: "lib/m5.py", withFile: "lib/m0.py" }], ahead);
-    await b.queue.idle();
-    calls = b.source.calls.length;
-    await b.layer.check?.("lib/m5.py");
-    expect(b.source.calls.length).toBeGreaterThan(calls);
+    const source = countingSource(blob);
+    // a queue that runs each job at once and notes its rank
+    const ranks: (number | undefined)[] = [];
+    const queue: FetchQueue = { demand: (f) => f(), submit: (jobs) => jobs.forEach((j) => (ranks.push(j.rank), void j.run())) };
+    const untrusted = new TarLayerIndex(index, source, { untrusted: true, queue });
+    untrusted.fetchHeadersAhead([{ path: "lib/m5.py", rank: 40 }, { path: "lib/m1.py" }, { path: "lib/m3.py", rank: 42 }], { priority: "soon", rank: 0, maxRequestBytes: 1 << 20 });
+    // the root, lib and m1 (no place) at rank 0; m5 and m3, read around the 40th file, together at 32
+    // (one job per run of cells: this source takes one range a request)
+    expect([...new Set(ranks)]).toEqual([0, 32]);
+    expect(ranks).toEqual([...ranks].sort((a, b) => (a as number) - (b as number)));
+    await new Promise((r) => setTimeout(r, 50));
+    const calls = source.calls.length;
+    for (const p of ["", "lib", "lib/m1.py", "lib/m3.py", "lib/m5.py"]) await untrusted.check?.(p);
+    expect(source.calls.length).toBe(calls); // every check found its header fetched
   });
 
   it("checks a header without fetching the bytes after it; a file read that misses still reads ahead", async () => {
