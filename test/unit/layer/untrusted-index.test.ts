@@ -29,6 +29,16 @@ async function layer(): Promise<{ blob: Buffer; index: TarIndex }> {
   return { blob, index: await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA }) };
 }
 
+/** lib/m0.py to lib/m5.py, 1 MiB of noise each: each header in a span of its own. */
+async function moduleLayer(): Promise<{ blob: Buffer; index: TarIndex }> {
+  const t = await layerTar([
+    { type: "dir", path: "lib" },
+    ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
+  ]);
+  const blob = gzipSync(t);
+  return { blob, index: await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA }) };
+}
+
 /** A copy of `index` whose record at `path` `edit` changed. */
 function forged(index: TarIndex, path: string, edit: (r: TarRecord, all: TarRecord[]) => void): TarIndex {
   const entries = index.entries.map((e) => ({ ...e, segments: e.segments.map((s) => ({ ...s })) }));
@@ -75,12 +85,7 @@ describe("an index made elsewhere", () => {
   });
 
   it("queues each lookup's header at its place in the plan, and the layer's root first", async () => {
-    const t = await layerTar([
-      { type: "dir", path: "lib" },
-      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
-    ]);
-    const blob = gzipSync(t);
-    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    const { blob, index } = await moduleLayer();
     const source = countingSource(blob);
     // a queue that runs each job at once and notes its rank
     const ranks: (number | undefined)[] = [];
@@ -98,12 +103,7 @@ describe("an index made elsewhere", () => {
   });
 
   it("checks a header without fetching the bytes after it; a file read that misses still reads ahead", async () => {
-    const t = await layerTar([
-      { type: "dir", path: "lib" },
-      ...Array.from({ length: 6 }, (_, i) => ({ type: "file" as const, path: `lib/m${i}.py`, content: noise(1 << 20, i + 1) })),
-    ]);
-    const blob = gzipSync(t);
-    const index = await buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA });
+    const { blob, index } = await moduleLayer();
     const source = countingSource(blob);
     const queue = new FetchScheduler({ concurrency: 2 });
     const untrusted = new TarLayerIndex(index, source, { untrusted: true, queue });
