@@ -63,27 +63,6 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
     const shown = await layer.resolve(path);
     return shown && statOf(shown);
   };
-  /**
-   * Whether the kernel was told this mount has no xattrs (getxattr answered
-   * ENOSYS), after which it asks no more. An index from elsewhere says so
-   * before the layer's own headers could confirm it; its entries are each
-   * checked before they are shown, xattrs included, but once it is found to
-   * lie and the layer is read without it, an entry that does have xattrs
-   * cannot be shown as it is on this mount: its lookup fails (EIO) rather
-   * than show it without them.
-   */
-  let xattrsOff = false;
-  let refusedLogged = false;
-  const hidesXattrs = async (path: string): Promise<boolean> => {
-    if (!xattrsOff || !(await layer.view.hasXattrs())) return false;
-    const xattrs = await layer.xattrs(path);
-    if (!xattrs || Object.keys(xattrs).length === 0) return false;
-    if (!refusedLogged) {
-      refusedLogged = true;
-      log.warn("layer has extended attributes this mount already said it had none of (an index from elsewhere lied); entries that have them are refused with EIO", { layer: layer.digest, path });
-    }
-    return true;
-  };
   const readOnly = (...args: unknown[]): void => {
     const cb = args.at(-1) as (errno: number) => void;
     cb(Errno.EROFS);
@@ -98,9 +77,8 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
         const path = layerPath(fusePath);
         observe({ op: "lookup", path });
         const stat = await shownStat(path);
-        if (!stat) return cb(Errno.ENOENT);
-        if (await hidesXattrs(path)) return cb(Errno.EIO);
-        cb(0, stat);
+        if (stat) cb(0, stat);
+        else cb(Errno.ENOENT);
       }),
 
     readdir: (fusePath, cb) =>
@@ -143,10 +121,7 @@ export function layerOperations(layer: LayerPresentation, log: Logger, onAccess?
     getxattr: (fusePath, name, _position, cb) =>
       guard("getxattr", fusePath, cb, async () => {
         // a layer without xattrs says so once: the kernel then stops asking this mount (no_getxattr)
-        if (!(await layer.view.hasXattrs())) {
-          xattrsOff = true;
-          return cb(Errno.ENOSYS);
-        }
+        if (!(await layer.view.hasXattrs())) return cb(Errno.ENOSYS);
         const xattrs = await layer.xattrs(layerPath(fusePath));
         if (!xattrs) return cb(Errno.ENOENT);
         const value = Object.hasOwn(xattrs, name) ? xattrs[name] : undefined;

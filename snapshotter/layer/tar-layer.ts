@@ -46,6 +46,10 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
 
   check?: (path: string) => Promise<void>;
 
+  /** An index made elsewhere may claim a layer has no xattrs (hiding an opaque directory): not believed. */
+  override get hasXattrs(): boolean {
+    return this.untrusted || super.hasXattrs;
+  }
 
   /** Checks the entry at `path` (and a hardlink's target) once; concurrent asks share the check. */
   #check(path: string): Promise<void> {
