@@ -19,6 +19,8 @@ export interface BlobSource {
    * them all in one multi-range request). Absent: one `read` per range.
    */
   readRanges?(ranges: readonly BlobRange[]): Promise<Buffer>[];
+  /** Whether readRanges would send several ranges in one request now (else it reads them one by one). */
+  takesSeveralRanges?(): boolean;
   /** Told of bytes [offset, offset+data.length) once they matched their digest, so they can be kept. */
   verified?(offset: number, data: Buffer): void;
   /**
@@ -37,6 +39,8 @@ export interface RangeOrigin {
   fetch: RangeFetcher;
   /** As BlobSource.readRanges: several ranges in one request where the origin takes that. */
   fetchRanges?(ranges: readonly BlobRange[]): Promise<Buffer>[];
+  /** Whether fetchRanges sends several ranges in one request now. */
+  takesSeveralRanges?(): boolean;
   /** As BlobSource.rejected, for bytes this origin fetched. */
   rejected?(offset: number, length: number): boolean | Promise<boolean>;
   /** From now on, bytes only from the registry (the layer's index came from a peer). */

@@ -60,24 +60,30 @@ export class CachedBlob implements BlobSource {
     const origin = this.#origin;
     if (!origin.fetchRanges || ranges.length < 2) return ranges.map((r) => this.read(r.offset, r.length));
     const clipped = ranges.map((r) => ({ offset: r.offset, length: Math.max(0, Math.min(r.length, this.size - r.offset)) }));
-    const batch = Promise.all(clipped.map((r) => this.#beforeFetch(r.offset, r.length))).then((found) => {
-      const missing = clipped.flatMap((_, k) => (found[k]?.data ? [] : [k]));
+    // each range settles on its own: one that fails here fails alone, and claims taken for the others are kept
+    const batch = Promise.allSettled(clipped.map((r) => this.#beforeFetch(r.offset, r.length))).then((found) => {
+      const missing = clipped.flatMap((_, k) => (found[k]?.status === "fulfilled" && !found[k].value.data ? [k] : []));
       const fetched = missing.length ? (origin.fetchRanges as NonNullable<RangeOrigin["fetchRanges"]>)(missing.map((k) => clipped[k] as BlobRange)) : [];
       return { found, fetched: new Map(missing.map((k, i) => [k, fetched[i] as Promise<Buffer>])) };
     });
     return clipped.map(async (r, k) => {
       const { found, fetched } = await batch;
-      const f = found[k] as Found;
-      if (f.data) return f.data;
+      const f = found[k] as PromiseSettledResult<Found>;
+      if (f.status === "rejected") throw f.reason;
+      if (f.value.data) return f.value.data;
       let data: Buffer;
       try {
         data = await (fetched.get(k) as Promise<Buffer>);
       } catch (err) {
-        f.claim?.release();
+        f.value.claim?.release();
         throw err;
       }
-      return this.#fetched(r.offset, r.length, data, f.claim);
+      return this.#fetched(r.offset, r.length, data, f.value.claim);
     });
+  }
+
+  takesSeveralRanges(): boolean {
+    return this.#origin.fetchRanges !== undefined && (this.#origin.takesSeveralRanges?.() ?? true);
   }
 
   /** The range from the cache, or else the claim to fetch it (none: a neighbour's fetch did not land in time). */

@@ -10,6 +10,7 @@ import { RecentReads } from "./recent-reads.js";
 export function peerFirst(
   peers: Peers, repository: string, digest: string, registry: RangeFetcher,
   registryRanges?: (ranges: readonly BlobRange[]) => Promise<Buffer>[],
+  registryTakesSeveral: () => boolean = () => true,
 ): RangeOrigin {
   const answeredBy = new RecentReads<string>();
   /** Reads to send to the registry next: their peer's bytes failed. */
@@ -26,7 +27,10 @@ export function peerFirst(
   return {
     fetch,
     // peers are asked range by range (they are near); the registry takes several at once
-    ...(registryRanges ? { fetchRanges: (ranges: readonly BlobRange[]) => (registryOnly ? registryRanges(ranges) : ranges.map((r) => fetch(r.offset, r.length))) } : {}),
+    ...(registryRanges ? {
+      fetchRanges: (ranges: readonly BlobRange[]) => (registryOnly ? registryRanges(ranges) : ranges.map((r) => fetch(r.offset, r.length))),
+      takesSeveralRanges: () => registryOnly && registryTakesSeveral(),
+    } : {}),
     rejected: (offset, length) => {
       const peer = answeredBy.take(offset, length);
       if (!peer) return false;

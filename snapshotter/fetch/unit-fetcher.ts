@@ -168,7 +168,9 @@ export class UnitFetcher<T extends Buffer> {
     if (todo.length === 0) return;
     const bounds = (i: number): { start: number; end: number } => this.#format.bounds(i);
     const runs = rankedRuns(todo, bounds, req.maxRequestBytes);
-    const requests = this.#blob.readRanges ? packedRuns(runs, bounds, req.maxRequestBytes) : runs.map((run) => [run]);
+    // packed only where they will go together: one by one, a job of many runs would be many requests at once
+    const several = this.#blob.readRanges !== undefined && (this.#blob.takesSeveralRanges?.() ?? true);
+    const requests = several ? packedRuns(runs, bounds, req.maxRequestBytes) : runs.map((run) => [run]);
     const jobs: FetchJob[] = requests.map((request) => {
       const left = (): number[][] => request.flatMap((run) => adjacentRuns(run.filter((id) => !this.held(id)), bounds, Infinity));
       return {

@@ -21,6 +21,8 @@ export interface HeaderLookup {
 
 /** Lookups whose ranks fall in one window of this many files go in one request, at the window's start. */
 const HEADER_RANK_WINDOW = 16;
+/** Places of a plan fetched "soon" (the prefetcher's first 64 files); lookups after them go "later". */
+const SOON_RANKS = 64;
 
 export interface TarLayerOptions extends SpanReaderOptions {
   /** The index was made elsewhere (the registry): check each entry against the tar headers before serving it. */
@@ -87,7 +89,8 @@ export class TarLayerIndex extends TreeLayerIndex<DataSegment[]> implements Laye
     for (const [rank, paths] of [...groups].sort((a, b) => a[0] - b[0])) {
       // the layer's root is looked up first by every container, in every layer
       const ranges = this.#headerRanges(rank === 0 ? ["", ...paths] : paths);
-      if (ranges.length) bytes += this.reader.fetchAhead(ranges, { ...opts, rank: Math.max(rank, opts.rank ?? 0) });
+      // as the plan's files: the first SOON_RANKS places "soon", the rest "later"
+      if (ranges.length) bytes += this.reader.fetchAhead(ranges, { ...opts, rank: Math.max(rank, opts.rank ?? 0), ...(rank >= SOON_RANKS ? { priority: "later" } : {}) });
     }
     return bytes;
   }

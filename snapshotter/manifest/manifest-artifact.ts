@@ -90,6 +90,8 @@ export async function pushArtifact(
 
 /** Per registry host: it answered that it has no referrers API, so lookups go straight to the tag. */
 const noReferrersApi = new Set<string>();
+/** Hosts whose referrers API answered: the fallback tag is not asked beside it any more. */
+const referrersApi = new Set<string>();
 
 /**
  * The newest artifact of `artifactType` whose subject is `subject` in `repo`,
@@ -99,13 +101,14 @@ const noReferrersApi = new Set<string>();
 export async function findArtifact(client: RegistryClient, repo: ImageReference, subject: string, artifactType: string): Promise<{ descriptor: Descriptor; foundBy: FoundBy } | undefined> {
   let listed: Buffer | undefined;
   let foundBy: FoundBy = "referrers-api";
-  // until a host is known to lack the referrers API, the fallback tag is asked at the same time:
-  // a node's first pull from a registry without the API then waits one round trip, not two
+  // until it is known whether a host has the referrers API, the fallback tag is asked at the same
+  // time: a node's first pull from a registry without the API then waits one round trip, not two
   const tagged = (): Promise<Buffer | undefined> => client.manifestBytes(repo, fallbackTag(subject), OCI_INDEX).then((m) => m?.bytes);
-  const early = noReferrersApi.has(repo.host) ? undefined : tagged();
+  const early = noReferrersApi.has(repo.host) || referrersApi.has(repo.host) ? undefined : tagged();
   early?.catch(() => undefined); // awaited only when the referrers API does not answer
   if (!noReferrersApi.has(repo.host)) listed = await client.referrersApi(repo, subject);
-  if (!listed) {
+  if (listed) referrersApi.add(repo.host);
+  else {
     noReferrersApi.add(repo.host);
     foundBy = "tag-schema";
     listed = await (early ?? tagged());

@@ -18,6 +18,11 @@ const log = logger("registry");
 /** Ranges per request: more go in further requests, so the Range header stays far below servers' header limits (~2.5 KB). */
 export const MAX_RANGES_PER_REQUEST = 64;
 
+/** How much more than the asked bytes one part may bring (a server coalescing ranges sends the gaps too). */
+const PART_SLACK_BYTES = 1 << 20;
+
+const askedBytes = (ranges: readonly WantedRange[]): number => ranges.reduce((n, w) => n + w.range.length, 0);
+
 /** Statuses a multi-range request's answer is read for; any other is an error of the request. */
 export const MULTI_RANGE_STATUSES: readonly number[] = [200, 206, 400, 416];
 
@@ -128,9 +133,10 @@ export async function receiveRanges(res: HttpResponse, open: readonly WantedRang
 type Outcome = (answer: RangesAnswer, detail?: string) => RangesOutcome;
 
 async function receiveParts(res: HttpResponse, boundary: string, open: readonly WantedRange[], outcome: Outcome): Promise<RangesOutcome> {
-  // a part covers at most the span from the first range to the last (servers coalesce, never widen)
+  // a part covers at most the span from the first range to the last (servers coalesce, never widen),
+  // and never much more than was asked: a server cannot make augur hold a blob's worth for a few ranges
   const span = Math.max(...open.map((w) => w.end)) - Math.min(...open.map((w) => w.range.offset));
-  const parser = new ByteRangesParser(boundary, { maxParts: open.length, maxPartBytes: span });
+  const parser = new ByteRangesParser(boundary, { maxParts: open.length, maxPartBytes: Math.min(span, askedBytes(open) + PART_SLACK_BYTES) });
   let refused: Error | undefined;
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -176,6 +182,11 @@ async function receiveSinglePart(res: HttpResponse, open: readonly WantedRange[]
     return answer(true);
   }
   const need = Math.min(part.end, Math.max(...covered.map((w) => w.end))) - part.start;
+  if (need > askedBytes(covered) + PART_SLACK_BYTES) {
+    // one part reaching far beyond what it holds of the ask: not worth reading, ask range by range
+    res.body.destroy();
+    return outcome("single-range", `one part of ${need} bytes for ${askedBytes(covered)} asked, ${contentRange ?? ""}`);
+  }
   const bytes = Buffer.allocUnsafe(need);
   let have = 0;
   try {

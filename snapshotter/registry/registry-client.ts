@@ -4,6 +4,7 @@
 // stream a layer from an offset. Hosts come from containerd's hosts.toml
 // (mirrors first), credentials from a docker config.json.
 import { pipeline, type Readable } from "node:stream";
+import pLimit from "p-limit";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from "../errdefs/errors.js";
 import { logger } from "../util/logging.js";
 import { Authorizer, pullScope, pushScope } from "./authorizer.js";
@@ -25,6 +26,8 @@ export type { ByteRange } from "./blob-range.js";
 const log = logger("registry");
 /** containerd refuses manifests larger than this too. */
 const MAX_MANIFEST_BYTES = 4 << 20;
+/** Ranges of one multi-range call fetched at once when the server took them one by one. */
+const FALLBACK_CONCURRENCY = 4;
 
 export interface RegistryClientOptions extends TransportOptions {
   /** Directory of `<host>/hosts.toml` files. Default /etc/containerd/certs.d. */
@@ -70,6 +73,8 @@ export class RegistryClient {
   readonly #plainHttp: boolean;
   readonly #locations = new BlobLocations();
   readonly #multiRange = new MultiRangeSupport();
+  /** Hosts that answered a multi-range request with one part or the whole blob (for takesSeveralRanges). */
+  readonly #singleRangeHosts = new Set<string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#transport = new HttpTransport(options);
@@ -184,7 +189,18 @@ export class RegistryClient {
       return;
     }
     this.#multiRange.counts.singleFallbacks += rest.length;
-    for (const w of rest) w.follow(this.fetchBlob(reference, digest, w.range));
+    // a few at a time: a batch of 64 must not take every request slot from the reads behind it
+    const limit = pLimit(FALLBACK_CONCURRENCY);
+    for (const w of rest) w.follow(limit(() => this.fetchBlob(reference, digest, w.range)));
+  }
+
+  /**
+   * False once the host that serves `ref` (or where it redirected blobs to)
+   * is known to answer one range a request: callers then need not pack
+   * ranges together, they would go one by one anyway.
+   */
+  takesSeveralRanges(ref: string | ImageReference): boolean {
+    return !this.#singleRangeHosts.has(toReference(ref).host);
   }
 
   /**
@@ -197,7 +213,11 @@ export class RegistryClient {
     const path = `/${reference.repository}/blobs/${digest}`;
     const key = `${endpoint.url}${path}`;
     const location = this.#locations.get(key);
-    if (open.length < 2 || this.#multiRange.singleRangeOnly(endpoint.url) || (location && this.#multiRange.singleRangeOnly(location))) return open;
+    if (this.#multiRange.singleRangeOnly(endpoint.url) || (location && this.#multiRange.singleRangeOnly(location))) {
+      this.#singleRangeHosts.add(reference.host);
+      return open;
+    }
+    if (open.length < 2) return open;
     const what = `blob ${digest} (${open.length} ranges) of ${reference.repository} at ${endpoint.host}`;
     const headers = { range: multiRangeHeader(open.map((w) => w.range)) };
     const counted = (): void => {
@@ -206,6 +226,7 @@ export class RegistryClient {
     };
     const learn = (outcome: RangesOutcome): WantedRange[] => {
       this.#multiRange.learn(outcome, endpoint.url, what);
+      if (outcome.answer === "single-range" || outcome.answer === "malformed") this.#singleRangeHosts.add(reference.host);
       return open.filter((w) => !w.settled);
     };
     if (location) {

@@ -90,7 +90,10 @@ export class LayerOpener {
   blobOf(spec: RemoteLayerSpec): CachedBlob {
     const registry = (offset: number, length: number): Promise<Buffer> => this.registry.fetchBlob(spec.imageRef, spec.layerDigest, { offset, length });
     const ranges = (list: readonly BlobRange[]): Promise<Buffer>[] => this.registry.fetchBlobRanges(spec.imageRef, spec.layerDigest, list);
-    const origin = this.peers ? peerFirst(this.peers, toReference(spec.imageRef).repository, spec.layerDigest, registry, ranges) : { fetch: registry, fetchRanges: ranges };
+    const several = (): boolean => this.registry.takesSeveralRanges(spec.imageRef);
+    const origin = this.peers
+      ? peerFirst(this.peers, toReference(spec.imageRef).repository, spec.layerDigest, registry, ranges, several)
+      : { fetch: registry, fetchRanges: ranges, takesSeveralRanges: several };
     return new CachedBlob(this.cache, spec.layerDigest, spec.size, origin);
   }
 

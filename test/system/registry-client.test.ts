@@ -596,6 +596,30 @@ describe("RegistryClient.fetchBlobRanges against fake servers", () => {
     expect(c.rangeCounts).toEqual({ multiRequests: 1, multiRanges: 4, singleFallbacks: 7 });
   });
 
+  it("answered with one part reaching far past what it holds of the ask: drops it unread, fetches one by one, and tells callers not to pack ranges", async () => {
+    const big = randomBytes(8 << 20);
+    const bigDigest = sha256(big);
+    const asked = [{ offset: 6 << 20, length: 1000 }, { offset: 7 << 20, length: 1000 }];
+    let sent = 0;
+    const fake = await fakeServer((req, res) => {
+      if (!isMulti(req.headers.range)) return serveRanges(big, req, res);
+      // one part from byte 0 to the end: 8 MiB for 2 KB asked
+      res.writeHead(206, { "content-range": `bytes 0-${big.length - 1}/${big.length}`, "content-length": big.length });
+      const timer = setInterval(() => {
+        if (sent >= big.length) return res.end();
+        res.write(big.subarray(sent, sent + (64 << 10)));
+        sent += 64 << 10;
+      }, 20);
+      res.on("close", () => clearInterval(timer));
+    });
+    const c = client();
+    expect(c.takesSeveralRanges(`${fake.host}/demo`)).toBe(true);
+    const got = await Promise.all(c.fetchBlobRanges(`${fake.host}/demo`, bigDigest, asked));
+    got.forEach((b, i) => expect(b.equals(slices(big, asked)[i]!)).toBe(true));
+    expect(sent).toBeLessThan(1 << 20); // never read on to the asked bytes
+    expect(c.takesSeveralRanges(`${fake.host}/demo`)).toBe(false);
+  });
+
   it("takes parts that coalesce adjacent ranges and come in another order, in one request", async () => {
     const seen: (string | undefined)[] = [];
     const fake = await fakeServer((req, res) => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { BlobSource } from "../../../snapshotter/fetch/blob-source.js";
 import { FetchStats } from "../../../snapshotter/fetch/fetch-stats.js";
 import { UnitFetcher, type UnitFormat } from "../../../snapshotter/fetch/unit-fetcher.js";
 import { LayerVerificationError } from "../../../snapshotter/fetch/verification.js";
@@ -95,8 +96,9 @@ describe("UnitFetcher", () => {
       const blob = Buffer.concat(Array.from({ length: 64 }, (_, i) => Buffer.alloc(1000, i)));
       const calls: { offset: number; length: number }[][] = [];
       const kept: { offset: number; length: number }[] = [];
-      const src = {
+      const src: BlobSource & { takesSeveralRanges: () => boolean } = {
         size: blob.length,
+        takesSeveralRanges: () => true,
         read: async (offset: number, length: number) => {
           calls.push([{ offset, length }]);
           return blob.subarray(offset, offset + length);
@@ -112,7 +114,7 @@ describe("UnitFetcher", () => {
         if (b.some((x) => x !== i)) throw new LayerVerificationError("sha256:t", `unit ${i} is bad`);
         return b;
       } };
-      return { calls, kept, scheduler, fetcher: new UnitFetcher(format, src, scheduler) };
+      return { calls, kept, scheduler, src, fetcher: new UnitFetcher(format, src, scheduler) };
     }
 
     it("a read's separate runs go in one request, and each adjacent stretch is kept as one piece", async () => {
@@ -131,6 +133,15 @@ describe("UnitFetcher", () => {
         [{ offset: 50000, length: 1000 }, { offset: 10000, length: 1000 }, { offset: 30000, length: 2000 }],
         [{ offset: 12000, length: 1000 }, { offset: 60000, length: 1000 }, { offset: 2000, length: 1000 }],
       ]);
+    });
+
+    it("does not pack runs into one job when the blob would read them one by one", async () => {
+      const { calls, scheduler, fetcher, src } = multi();
+      src.takesSeveralRanges = () => false;
+      fetcher.ahead({ ids: [50, 10, 30], priority: "soon", maxRequestBytes: 4000 });
+      await scheduler.idle();
+      // one job, and so one request, a run: not one job of three requests at once
+      expect(calls).toEqual([[{ offset: 50000, length: 1000 }], [{ offset: 10000, length: 1000 }], [{ offset: 30000, length: 1000 }]]);
     });
 
     it("a unit is served as soon as its range has arrived, before the rest of the request", async () => {
