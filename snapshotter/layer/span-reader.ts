@@ -15,7 +15,7 @@ import type { FetchStats } from "../fetch/fetch-stats.js";
 import { UnitFetcher, type UnitFormat } from "../fetch/unit-fetcher.js";
 import { LayerVerificationError } from "../fetch/verification.js";
 import type { AheadOptions } from "./layer-index.js";
-import type { IndexCell, IndexSpan, TarIndex } from "./tar-index.js";
+import { cellDigestMatches, type IndexCell, type IndexSpan, type TarIndex } from "./tar-index.js";
 import { sha256Digest } from "../util/digest.js";
 import { READ_AHEAD_BYTES, SPECULATIVE_REQUEST_BYTES } from "./speculative-fetches.js";
 
@@ -89,7 +89,7 @@ export class SpanReader {
           verify: (i, input) => {
             const got = sha256Digest(input);
             const want = (cells[i] as IndexCell).digest;
-            if (got !== want) throw new LayerVerificationError(index.digest, `cell ${i} (bytes ${i * cellSize}-${i * cellSize + input.length}) digest is ${got}, want ${want}`);
+            if (!cellDigestMatches(got, want)) throw new LayerVerificationError(index.digest, `cell ${i} (bytes ${i * cellSize}-${i * cellSize + input.length}) digest is ${got}, want ${want}`);
             return input;
           },
         }

@@ -44,10 +44,19 @@ export interface IndexSpan extends AccessPoint {
 export const CELL_SIZE = 16 << 10;
 
 export interface IndexCell {
-  /** sha256 of compressed bytes [i*cellSize, min((i+1)*cellSize, blobSize)). */
+  /**
+   * sha256 of compressed bytes [i*cellSize, min((i+1)*cellSize, blobSize)):
+   * whole in an index built here, its first 128 bits (32 hex digits) once
+   * serialised (tar-index-codec.ts).
+   */
   digest: string;
   /** Uncompressed bytes decodable (from any access point before it) once the input up to the cell's end is in. */
   reach: number;
+}
+
+/** Whether bytes whose sha256 is `got` are the cell whose (possibly shortened, at least 128-bit) digest is `want`. */
+export function cellDigestMatches(got: string, want: string): boolean {
+  return want.length >= "sha256:".length + 32 && got.startsWith(want);
 }
 
 export interface TarIndex {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import { ReadStartLog, type ReadStart } from "../layer/access-points.js";
-import { parseTarIndex, TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
+import { parseTarIndex, tarIndexMediaTypeOf, TAR_INDEX_MEDIA_TYPES } from "../layer/tar-index-codec.js";
 import { THIN_GAP, thinIndex } from "../layer/thin-index.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import { RegistryClient } from "../registry/registry-client.js";
@@ -211,7 +211,7 @@ async function build(o: Opts, layers: string[] | undefined, traces = readTraces(
     granularity: o.granularity, tool: `augur ${augurVersion()}`, ...(layers ? { layers } : {}),
     indexOf: (layer) => {
       const bytes = indexes.get(layer);
-      return bytes ? { digest: sha256Digest(bytes), size: bytes.length, mediaType: TAR_INDEX_MEDIA_TYPE } : undefined;
+      return bytes ? { digest: sha256Digest(bytes), size: bytes.length, mediaType: tarIndexMediaTypeOf(bytes) } : undefined;
     },
   });
   if (m.workloads.length === 0) throw new NotFoundError(layers ? "no traced workload ran on that image's layers" : "no traced workload");
@@ -236,7 +236,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: Buffer.from(JSON.stringify(m)) }];
     for (const [layer, info] of Object.entries(m.layers)) {
       const bytes = info.index ? await published(layer) : undefined;
-      if (bytes) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes, annotations: { [LAYER_ANNOTATION]: layer } } as (typeof blobs)[number]);
+      if (bytes) blobs.push({ mediaType: tarIndexMediaTypeOf(bytes), bytes, annotations: { [LAYER_ANNOTATION]: layer } } as (typeof blobs)[number]);
     }
     const repo: ImageReference = repositoryOf(target);
     const desc = await pushArtifact(c, repo, {
@@ -277,7 +277,7 @@ async function carriedIndexes(
     if (a.manifest.artifactType !== PROFILE_ARTIFACT_TYPE) return { from: undefined, of };
     for (const d of a.manifest.layers) {
       const layer = d.annotations?.[LAYER_ANNOTATION];
-      if (d.mediaType !== TAR_INDEX_MEDIA_TYPE || !layer) continue;
+      if (!TAR_INDEX_MEDIA_TYPES.includes(d.mediaType) || !layer) continue;
       of.set(layer, () =>
         a.blob(d, MAX_INDEX_BYTES).then(
           // it must describe the layer it is filed under

@@ -8,7 +8,7 @@
 // (remote/) unless the artifact's digest is pinned, by the node
 // (`--trust-artifact`) or by the image (annotation io.augur.profile.digest).
 import { errorMessage } from "../errdefs/errors.js";
-import { TAR_INDEX_MEDIA_TYPE } from "../layer/tar-index-codec.js";
+import { TAR_INDEX_MEDIA_TYPES } from "../layer/tar-index-codec.js";
 import type { Descriptor } from "../registry/manifest.js";
 import { parseReference, type ImageReference } from "../registry/reference.js";
 import type { RegistryClient } from "../registry/registry-client.js";
@@ -119,7 +119,7 @@ export class ProfileSource {
     await this.#firstClusterLoad;
     for (const p of this.#loaded()) {
       const ref = p.manifest.layers[spec.layerDigest]?.index;
-      if (!ref || ref.mediaType !== TAR_INDEX_MEDIA_TYPE) continue;
+      if (!ref || !TAR_INDEX_MEDIA_TYPES.includes(ref.mediaType)) continue;
       const desc = p.blobs.get(ref.digest);
       if (!desc) continue;
       try {
@@ -209,7 +209,7 @@ export class ProfileSource {
       // for beside its cluster manifest, not a round trip after it; each taken once, and let go
       // after a while if no layer took it (the layer had an index of its own)
       const early = new Map<string, Promise<Buffer>>();
-      const indexes = a.manifest.layers.slice(1).filter((d) => d.mediaType === TAR_INDEX_MEDIA_TYPE);
+      const indexes = a.manifest.layers.slice(1).filter((d) => TAR_INDEX_MEDIA_TYPES.includes(d.mediaType));
       // bounded: an artifact made to look like many layers' is fetched as layers open, as before
       if (kind === "image" && indexes.length <= EARLY_INDEXES && indexes.reduce((n, d) => n + d.size, 0) <= EARLY_INDEX_BYTES) {
         for (const d of indexes) {
