@@ -14,7 +14,7 @@
 // so it is parsed only against the digest it was stored or published under.
 //
 // Cells (v4): a node that never saw an image fetches the published index
-// before its first data request, and the python image's 10,000 cells as hex
+// before its first data request, and the python image's 10,000 cells (16 KiB each) as hex
 // in JSON were 0.43 MB of its 1.7 MB. In C each cell is the first 16 bytes of
 // its sha256 (128 bits: finding other bytes with the same prefix takes 2^128
 // tries) and its reach as a LEB128 delta from the cell before; v3 indexes

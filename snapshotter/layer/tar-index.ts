@@ -35,13 +35,15 @@ export interface IndexSpan extends AccessPoint {
  * the cells from a span's access point only up to the one that reaches the
  * bytes it wants, not the span's whole compressed range: python3's start-up
  * on the bench image wants 16.4 MB of 512 KiB spans (docs/benchmarks.md).
- * 16 KiB: with every range of a read or a prefetch in one multi-range request,
- * small cells cost no extra round trips, and python3's start-up fetched 10.6
- * MB against 12.9 MB with 64 KiB cells (8 KiB: 9.5 MB, no faster, and an
- * index twice the size of 16 KiB's). Indexes record their cell size, so
- * those made with other sizes are read as they are.
+ * 8 KiB: with every range of a read or a prefetch in one multi-range request,
+ * small cells cost no extra round trips. python3's start-up fetches 9.5 MB
+ * with 8 KiB cells, 10.1 MB with 16 KiB and 12.9 MB with 64 KiB; with cells
+ * stored as 128-bit binary digests (index v4) the 8 KiB cells of a published
+ * index cost 0.19 MB more than 16 KiB's, and a node that never saw the image
+ * fetches 12.7 MB instead of 13.4 MB (docs/benchmarks.md). Indexes record
+ * their cell size, so those made with other sizes are read as they are.
  */
-export const CELL_SIZE = 16 << 10;
+export const CELL_SIZE = 8 << 10;
 
 export interface IndexCell {
   /**
