@@ -5,7 +5,7 @@ import { gzipSync } from "node:zlib";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
 import { buildTarIndex } from "../../../snapshotter/layer/tar-index.js";
 import { gzipBlockBoundaries } from "../../../snapshotter/layer/decoders.js";
-import { mergedPoints, pointsToAdd, streamOffsets, thinPoints } from "../../../snapshotter/layer/access-points.js";
+import { mergedPoints, pointsToAdd, ReadStartLog, streamOffsets, thinPoints } from "../../../snapshotter/layer/access-points.js";
 import { parseTarIndex, serializeTarIndex } from "../../../snapshotter/layer/tar-index-codec.js";
 import { thinIndex } from "../../../snapshotter/layer/thin-index.js";
 import { Readable } from "node:stream";
@@ -15,6 +15,22 @@ import { chunks, countingSource, noise, rawTar, sha256 } from "./helpers.js";
 const KiB = 1 << 10;
 const MiB = 1 << 20;
 const GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+describe("ReadStartLog", () => {
+  it("a lookup or a file's first read starts at the headers its checks read: the root, each parent directory (once), the entry", () => {
+    const log = new ReadStartLog();
+    log.lookup("usr/share/locale/locale.alias");
+    log.lookup("usr/share/zoneinfo");
+    log.read("usr/share/zoneinfo", 0, 100);
+    log.read("usr/lib/os.py", 0, 10);
+    log.read("usr/lib/os.py", 10, 10); // continues the read before it
+    expect(log.starts).toEqual([
+      { path: "", offset: 0 }, { path: "usr", offset: 0 }, { path: "usr/share", offset: 0 }, { path: "usr/share/locale", offset: 0 },
+      { path: "usr/share/locale/locale.alias", offset: 0 }, { path: "usr/share/zoneinfo", offset: 0 },
+      { path: "usr/lib", offset: 0 }, { path: "usr/lib/os.py", offset: 0 },
+    ]);
+  });
+});
 
 describe("pointsToAdd", () => {
   it("adds the boundary before each start that is far from every point, once for starts close together", () => {
