@@ -22,6 +22,7 @@ import { pushArtifact, repositoryOf } from "../../snapshotter/manifest/manifest-
 import { CLUSTER_MANIFEST_MEDIA_TYPE, PROFILE_ARTIFACT_TYPE, parseClusterManifest, type ClusterManifest } from "../../snapshotter/manifest/cluster-manifest.js";
 import { buildTarIndex, type TarIndex } from "../../snapshotter/layer/tar-index.js";
 import { serializeTarIndex, TAR_INDEX_MEDIA_TYPE } from "../../snapshotter/layer/tar-index-codec.js";
+import { serializeTarIndexV3 } from "../unit/layer/helpers.js";
 
 const FILES = 160;
 const SIZE = 16 << 10;
@@ -241,19 +242,26 @@ async function indexOf(image: BuiltImage, layer: string): Promise<TarIndex> {
 const path = (r: { path: string }): string => r.path.replace(/^\.\//, "");
 
 /** Pushes an artifact for `image` holding `manifest` (bytes as given) and `index` for `layer`. */
-async function pushProfile(image: BuiltImage, ref: string, manifest: Buffer, index?: { layer: string; bytes: Buffer }): Promise<void> {
+async function pushProfile(image: BuiltImage, ref: string, manifest: Buffer, index?: PublishedIndex): Promise<void> {
   const got = await client.manifestBytes(ref, "1");
   if (!got) throw new Error(`${ref} not found`);
   const blobs = [{ mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, bytes: manifest }];
-  if (index) blobs.push({ mediaType: TAR_INDEX_MEDIA_TYPE, bytes: index.bytes });
+  if (index) blobs.push({ mediaType: index.mediaType ?? TAR_INDEX_MEDIA_TYPE, bytes: index.bytes });
   await pushArtifact(client, repositoryOf(parseReference(ref)), {
     artifactType: PROFILE_ARTIFACT_TYPE, blobs, subject: { mediaType: got.mediaType ?? "application/vnd.oci.image.manifest.v1+json", digest: got.digest, size: got.bytes.length },
   });
   void image;
 }
 
-function manifestFor(layers: string[], indexFor: { layer: string; bytes: Buffer } | undefined, files: { layer: string; path: string }[] = []): ClusterManifest {
-  const index = indexFor ? { digest: `sha256:${createHash("sha256").update(indexFor.bytes).digest("hex")}`, size: indexFor.bytes.length, mediaType: TAR_INDEX_MEDIA_TYPE } : undefined;
+/** An index in an artifact: its layer, its bytes, and its media type (default this augur's). */
+interface PublishedIndex {
+  layer: string;
+  bytes: Buffer;
+  mediaType?: string;
+}
+
+function manifestFor(layers: string[], indexFor: PublishedIndex | undefined, files: { layer: string; path: string }[] = []): ClusterManifest {
+  const index = indexFor ? { digest: `sha256:${createHash("sha256").update(indexFor.bytes).digest("hex")}`, size: indexFor.bytes.length, mediaType: indexFor.mediaType ?? TAR_INDEX_MEDIA_TYPE } : undefined;
   return {
     schemaVersion: 1, mediaType: CLUSTER_MANIFEST_MEDIA_TYPE, builtBy: { tool: "test", node: "hostile", at: new Date().toISOString() }, runs: 1,
     workloads: files.length
@@ -355,6 +363,14 @@ describe("hostile artifacts in the registry", () => {
       await pushProfile(image, ref, Buffer.from(JSON.stringify(manifestFor(image.layerDigests, { layer, bytes }))), { layer, bytes });
       cases.push({ image, ref, layer, sh: `${script(all(c))}; cat /data/xf`, out: `${expected(c)}\nx`, logged: ["does not match the layer's tar; dropped", layer] });
     }
+    { // not hostile: an index an augur before format v4 published (AUGURIX3, media type v3) is still used
+      const c = files(10);
+      const { image, ref } = await make("index-v3", [tools, dataLayer(c)]);
+      const layer = image.layerDigests[1] as string;
+      const v3 = { layer, bytes: serializeTarIndexV3(await indexOf(image, layer)), mediaType: "application/vnd.augur.layer.index.v3" };
+      await pushProfile(image, ref, Buffer.from(JSON.stringify(manifestFor(image.layerDigests, v3))), v3);
+      cases.push({ image, ref, layer, sh: script(all(c)), out: expected(c), logged: ["layer index from the registry matched the whole layer", layer] });
+    }
     node = await startNode("hostile", [], { AUGUR_WHOLE_CHECK_DELAY_MS: "1000" });
   }, 300_000);
 
@@ -362,7 +378,7 @@ describe("hostile artifacts in the registry", () => {
     await node?.stop();
   }, 60_000);
 
-  it("serves nothing wrong: each container sees its layers' true contents, and each lie is logged once", async () => {
+  it("serves nothing wrong: each container sees its layers' true contents, and each lie is logged once (a true index of format v3, as earlier augurs published, is used)", async () => {
     for (const [i, c] of cases.entries()) {
       await rpull(node, c.ref);
       expect(await ctrRun(node, c.ref, `hostile-${i}`, c.sh), c.ref).toBe(c.out);

@@ -2,6 +2,8 @@
 // sources that count what they are asked for, and tar entries layerTar does
 // not write (xattrs, devices, fifos).
 import { createHash } from "node:crypto";
+import { compress as zstdCompress } from "zstd-napi";
+import type { TarIndex } from "../../../snapshotter/layer/tar-index.js";
 import * as tar from "tar-stream";
 import type { BlobSource } from "../../../snapshotter/fetch/blob-source.js";
 
@@ -73,4 +75,19 @@ export function joinTars(...parts: Buffer[]): Buffer {
     return tail.length === 1024 && tail.every((x) => x === 0) ? b.subarray(0, b.length - 1024) : b;
   };
   return Buffer.concat([...parts.map(strip), Buffer.alloc(1024)]);
+}
+
+/** `index` as an augur before index format v4 wrote it (AUGURIX3: cells as hex pairs in the JSON), to test that it is still read. */
+export function serializeTarIndexV3(index: TarIndex): Buffer {
+  const windows = index.spans.map((s) => (s.window ? zstdCompress(s.window) : undefined));
+  const json = Buffer.from(JSON.stringify({
+    ...index,
+    cells: index.cells?.map((c) => [c.digest.slice("sha256:".length), c.reach]),
+    spans: index.spans.map((s, i) => ({ ...s, window: undefined, windowLength: windows[i]?.length ?? -1 })),
+    entries: index.entries.map((e) => ({ ...e, xattrs: Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [k, v.toString("base64")])) })),
+  }));
+  const z = zstdCompress(json);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(z.length);
+  return Buffer.concat([Buffer.from("AUGURIX3"), length, z, ...windows.filter((w): w is Buffer => w !== undefined)]);
 }
