@@ -1,6 +1,7 @@
 // The serialised form of a TarIndex, content-addressed by the sha256 of its bytes:
 //
-//   "AUGURIX4" | u32 BE length of Z | Z = zstd(JSON of everything but the cells and the windows)
+//   "AUGURIX4" | sha256 of all that follows (32 bytes)
+//             | u32 BE length of Z | Z = zstd(JSON of everything but the cells and the windows)
 //             | u32 BE length of C | C = zstd(the verification cells, binary; empty when none)
 //             | each span's gzip window (32 KiB), zstd-compressed on its own, in span order
 //
@@ -19,6 +20,13 @@
 // its sha256 (128 bits: finding other bytes with the same prefix takes 2^128
 // tries) and its reach as a LEB128 delta from the cell before; v3 indexes
 // (hex cells in the JSON) are still read.
+//
+// The checksum (v4): a peer hands over an index with no digest anyone vouched
+// for, and one flipped byte in a window decodes wrong bytes with every cell
+// still matching; in binary cells it would fail good bytes. An index whose
+// bytes do not match their checksum is not one: refused whole at parse, so
+// the layer is read without it.
+import { createHash } from "node:crypto";
 import { compress, decompress } from "zstd-napi";
 import { InvalidArgumentError } from "../errdefs/errors.js";
 import { LayerVerificationError } from "../fetch/verification.js";
@@ -38,6 +46,8 @@ export function tarIndexMediaTypeOf(bytes: Buffer): string {
   return bytes.subarray(0, MAGIC_V3.length).equals(MAGIC_V3) ? (TAR_INDEX_MEDIA_TYPES[1] as string) : TAR_INDEX_MEDIA_TYPE;
 }
 
+/** The sha256 after a v4 index's magic. */
+const CHECKSUM_BYTES = 32;
 /** Bytes of each cell's sha256 kept (v4). */
 export const CELL_DIGEST_BYTES = 16;
 
@@ -64,7 +74,8 @@ export function serializeTarIndex(index: TarIndex): { bytes: Buffer; digest: str
   };
   const z = compress(Buffer.from(JSON.stringify(json)));
   const c = index.cells ? compress(encodeCells(index.cells)) : Buffer.alloc(0);
-  const bytes = Buffer.concat([MAGIC, u32(z.length), z, u32(c.length), c, ...windows.filter((w): w is Buffer => w !== undefined)]);
+  const body = Buffer.concat([u32(z.length), z, u32(c.length), c, ...windows.filter((w): w is Buffer => w !== undefined)]);
+  const bytes = Buffer.concat([MAGIC, createHash("sha256").update(body).digest(), body]);
   return { bytes, digest: sha256(bytes) };
 }
 
@@ -80,10 +91,15 @@ export function parseTarIndex(bytes: Buffer, expectedDigest?: string): TarIndex 
   try {
     const v4 = bytes.subarray(0, MAGIC.length).equals(MAGIC);
     if (v4 || bytes.subarray(0, MAGIC_V3.length).equals(MAGIC_V3)) {
-      const length = bytes.readUInt32BE(MAGIC.length);
-      let at = MAGIC.length + 4 + length;
+      const head = MAGIC.length + (v4 ? CHECKSUM_BYTES : 0);
+      if (bytes.length < head + 4) throw new Error("truncated");
+      if (v4 && !createHash("sha256").update(bytes.subarray(head)).digest().equals(bytes.subarray(MAGIC.length, head))) {
+        throw new Error("its bytes do not match its checksum (damaged)");
+      }
+      const length = bytes.readUInt32BE(head);
+      let at = head + 4 + length;
       if (at > bytes.length) throw new Error("truncated");
-      raw = JSON.parse(decompress(bytes.subarray(MAGIC.length + 4, at)).toString("utf8")) as Json;
+      raw = JSON.parse(decompress(bytes.subarray(head + 4, at)).toString("utf8")) as Json;
       if (v4) {
         if (at + 4 > bytes.length) throw new Error("truncated");
         const cLength = bytes.readUInt32BE(at);

@@ -1,4 +1,5 @@
 import { describe, it, expect, beforeAll } from "vitest";
+import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { layerTar, type LayerEntry } from "../../../scripts/images/oci-image.js";
@@ -63,6 +64,12 @@ function compress(kind: Kind, t: Buffer): Buffer {
 
 async function index(blob: Buffer, kind: Kind, spanSize = SPAN): Promise<TarIndex> {
   return buildTarIndex(chunks(blob), { digest: sha256(blob), mediaType: MEDIA[kind], spanSize });
+}
+
+/** v4 index bytes with their checksum made anew (to test what lies behind it). */
+function reseal(bytes: Buffer): Buffer {
+  createHash("sha256").update(bytes.subarray(40)).digest().copy(bytes, 8);
+  return bytes;
 }
 
 let tarball: Buffer;
@@ -160,8 +167,8 @@ describe("index codec", () => {
     idx = await index(blob, "gzip");
   });
 
-  it("decompresses a span's window only when the span is read, and a damaged window fails that span alone", async () => {
-    const { bytes } = serializeTarIndex(idx);
+  it("decompresses a span's window only when the span is read, and a damaged window fails that span alone (v3, which has no checksum)", async () => {
+    const bytes = serializeTarIndexV3(idx);
     const medium = files["usr/lib/medium.so"] as Buffer;
     const at = (idx.entries.find((e) => e.path === "usr/lib/medium.so")?.segments[0] as { at: number }).at;
     const layer0 = new TarLayerIndex(parseTarIndex(bytes), countingSource(blob));
@@ -170,8 +177,7 @@ describe("index codec", () => {
     expect(windowed.some(({ i }) => i === span)).toBe(true);
     // the windows are the index's tail, in span order: damage the one of `span`
     const zLength = bytes.readUInt32BE(8);
-    const cLength = bytes.readUInt32BE(12 + zLength);
-    let offset = 12 + zLength + 4 + cLength;
+    let offset = 12 + zLength;
     const sizes = windowed.map(({ s }) => zstdCompress(s.window as Buffer).length);
     for (const { i } of windowed) {
       if (i === span) break;
@@ -199,11 +205,23 @@ describe("index codec", () => {
     const bad = Buffer.from(blob);
     bad[cell * CELL_SIZE + 100] = (bad[cell * CELL_SIZE + 100] as number) ^ 0xff;
     await expect(new TarLayerIndex(parsed, countingSource(bad)).readFile("usr/lib/medium.so", 1000, 5000)).rejects.toThrow(/cell \d+ .*digest is/);
-    // the cells section, cut short: an index that is not one, never a partly read one
-    const zLength = bytes.readUInt32BE(8);
+    // the cells section's length past the end (checksum made anew): an index that is not one, never a partly read one
+    const zLength = bytes.readUInt32BE(40);
     const cut = Buffer.from(bytes);
-    cut.writeUInt32BE(bytes.length, 12 + zLength);
-    expect(() => parseTarIndex(cut)).toThrow(/not an augur index/);
+    cut.writeUInt32BE(bytes.length, 44 + zLength);
+    expect(() => parseTarIndex(reseal(cut))).toThrow(/not an augur index \(truncated\)/);
+  });
+
+  it("refuses a v4 index with any byte damaged (JSON, cells or a window): its checksum does not match", () => {
+    const { bytes } = serializeTarIndex(idx);
+    const zLength = bytes.readUInt32BE(40);
+    const cLength = bytes.readUInt32BE(44 + zLength);
+    for (const at of [44 + (zLength >> 1), 48 + zLength + (cLength >> 1), bytes.length - 10]) {
+      const damaged = Buffer.from(bytes);
+      damaged[at] = (damaged[at] as number) ^ 0x5a;
+      expect(() => parseTarIndex(damaged), `byte ${at}`).toThrow(/not an augur index \(its bytes do not match its checksum/);
+    }
+    expect(parseTarIndex(reseal(Buffer.from(bytes))).entries.length).toBe(idx.entries.length);
   });
 
   it("still reads indexes written by earlier augurs (v3: cells as hex in the JSON)", async () => {
