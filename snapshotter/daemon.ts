@@ -172,12 +172,6 @@ export class Daemon {
       serviceClient("containerd.services.snapshots.v1.Snapshots").service,
       snapshotsService(snapshotter, (m, c) => metrics.observeCall(m, c)),
     );
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    // the snapshotter API is root's, as containerd's own socket is: not whatever the umask left
-    chmodSync(config.socket, 0o600);
-
     const api = new HttpApi([
       ...statusRoutes(metrics, () => ({
         lazy: config.lazy, cache: cache?.status() ?? null, layers: remote?.status() ?? [],
@@ -200,6 +194,12 @@ export class Daemon {
       ...manifestRoutes(),
     ]);
     await api.listen(config.api);
+    // the gRPC socket last: once containerd (or a script waiting for augur) can connect, the HTTP API answers too
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    // the snapshotter API is root's, as containerd's own socket is: not whatever the umask left
+    chmodSync(config.socket, 0o600);
     log.info("serving containerd snapshots API", { socket: config.socket, root: config.root });
     return new Daemon(config, snapshotter, server, api, cache, tracer, traces, workloads, stopWatching, profiles, refiner, peers, blobServer);
   }
