@@ -1,9 +1,9 @@
 // A real containerd (Debian's package) configured from the repo's
 // containerd-config.toml, with its own root, state and socket under `dir`.
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO } from "./augur.js";
-import { canConnect, run, runOk, startProcess, unmountBelow, waitFor, type Proc } from "./processes.js";
+import { canConnect, processesWhere, run, runOk, signal, startProcess, unmountBelow, waitFor, type Proc } from "./processes.js";
 
 export interface Containerd {
   address: string;
@@ -79,27 +79,4 @@ export async function startContainerd(dir: string, augurSocket: string, opts: { 
       await unmountBelow(join(dir, "containerd-state"));
     },
   };
-}
-
-/** Pids of the processes whose command line (and parent pid) `match`. */
-function processesWhere(match: (args: string[], ppid: number) => boolean): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[1]);
-      if (match(args, ppid)) out.push(Number(pid));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // gone meanwhile
-  }
 }

@@ -1,6 +1,6 @@
 // Child processes started by tests: tracked by pid, always ended by pid.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -108,5 +108,31 @@ export async function unmountBelow(dir: string): Promise<void> {
     const targets = mountsBelow(dir);
     if (targets.length === 0) return;
     for (const t of targets) await run("umount", ["-l", t]);
+  }
+}
+
+/** Pids of the processes whose command line (and parent pid) `match`. */
+export function processesWhere(match: (args: string[], ppid: number) => boolean): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses
+      const ppid = Number(stat.slice(stat.lastIndexOf(") ") + 2).split(" ")[1]);
+      if (match(args, ppid)) out.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Sends `sig` to `pid` if it still runs. */
+export function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone meanwhile
   }
 }

@@ -36,14 +36,16 @@ import { sha256Digest as sha256 } from "../util/digest.js";
 
 /** Media type of a serialised index, e.g. when published as an OCI artifact. */
 export const TAR_INDEX_MEDIA_TYPE = "application/vnd.augur.layer.index.v4";
-/** Media types of indexes this augur reads: its own, and v3 (published by earlier augurs). */
-export const TAR_INDEX_MEDIA_TYPES: readonly string[] = [TAR_INDEX_MEDIA_TYPE, "application/vnd.augur.layer.index.v3"];
+/** Media type of the indexes earlier augurs published (AUGURIX3). */
+export const TAR_INDEX_MEDIA_TYPE_V3 = "application/vnd.augur.layer.index.v3";
+/** Media types of indexes this augur reads: its own, and v3. */
+export const TAR_INDEX_MEDIA_TYPES: readonly string[] = [TAR_INDEX_MEDIA_TYPE, TAR_INDEX_MEDIA_TYPE_V3];
 const MAGIC = Buffer.from("AUGURIX4");
 const MAGIC_V3 = Buffer.from("AUGURIX3");
 const MAGIC_V2 = Buffer.from("AUGURIX2");
 /** The media type of serialised index bytes: v3 for those an earlier augur wrote (carried into a new artifact), else this augur's. */
 export function tarIndexMediaTypeOf(bytes: Buffer): string {
-  return bytes.subarray(0, MAGIC_V3.length).equals(MAGIC_V3) ? (TAR_INDEX_MEDIA_TYPES[1] as string) : TAR_INDEX_MEDIA_TYPE;
+  return bytes.subarray(0, MAGIC_V3.length).equals(MAGIC_V3) ? TAR_INDEX_MEDIA_TYPE_V3 : TAR_INDEX_MEDIA_TYPE;
 }
 
 /** The sha256 after a v4 index's magic. */

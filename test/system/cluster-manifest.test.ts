@@ -21,7 +21,7 @@ import { parseReference } from "../../snapshotter/registry/reference.js";
 import { pushArtifact, repositoryOf } from "../../snapshotter/manifest/manifest-artifact.js";
 import { CLUSTER_MANIFEST_MEDIA_TYPE, PROFILE_ARTIFACT_TYPE, parseClusterManifest, type ClusterManifest } from "../../snapshotter/manifest/cluster-manifest.js";
 import { buildTarIndex, type TarIndex } from "../../snapshotter/layer/tar-index.js";
-import { serializeTarIndex, TAR_INDEX_MEDIA_TYPE } from "../../snapshotter/layer/tar-index-codec.js";
+import { serializeTarIndex, TAR_INDEX_MEDIA_TYPE, TAR_INDEX_MEDIA_TYPE_V3 } from "../../snapshotter/layer/tar-index-codec.js";
 import { serializeTarIndexV3 } from "../unit/layer/helpers.js";
 
 const FILES = 160;
@@ -367,7 +367,7 @@ describe("hostile artifacts in the registry", () => {
       const c = files(10);
       const { image, ref } = await make("index-v3", [tools, dataLayer(c)]);
       const layer = image.layerDigests[1] as string;
-      const v3 = { layer, bytes: serializeTarIndexV3(await indexOf(image, layer)), mediaType: "application/vnd.augur.layer.index.v3" };
+      const v3 = { layer, bytes: serializeTarIndexV3(await indexOf(image, layer)), mediaType: TAR_INDEX_MEDIA_TYPE_V3 };
       await pushProfile(image, ref, Buffer.from(JSON.stringify(manifestFor(image.layerDigests, v3))), v3);
       cases.push({ image, ref, layer, sh: script(all(c)), out: expected(c), logged: ["layer index from the registry matched the whole layer", layer] });
     }
