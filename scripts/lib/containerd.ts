@@ -12,6 +12,12 @@ export interface Containerd {
   ctr(args: string[], timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Like ctr, but throws (with the output) on a non-zero exit. */
   ctrOk(args: string[], timeoutMs?: number): Promise<string>;
+  /**
+   * Waits until containerd answers a call through `snapshotter` (default
+   * augur): after a snapshotter restarts, containerd's connection to the old
+   * process backs off before it dials again, and calls fail meanwhile.
+   */
+  reachSnapshotter(snapshotter?: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +63,8 @@ export async function startContainerd(dir: string, augurSocket: string, opts: { 
     proc,
     ctr,
     ctrOk,
+    reachSnapshotter: (snapshotter = "augur", timeoutMs = 60_000) =>
+      waitFor(`containerd to reach the ${snapshotter} snapshotter`, async () => (await ctr(["snapshots", "--snapshotter", snapshotter, "ls"])).code === 0, timeoutMs),
     async stop() {
       // Tasks outlive containerd (their shims keep running): end them first.
       const namespaces = (await ctr(["namespaces", "ls", "-q"])).stdout.split("\n").filter(Boolean);

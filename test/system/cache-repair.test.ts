@@ -58,6 +58,7 @@ describe("a spoiled cache file and a lost ledger", () => {
     for (const f of ["ledger.db", "ledger.db-wal", "ledger.db-shm"]) rmSync(join(cacheDir(), f), { force: true });
 
     augur = await startAugur(dir, { root: join(dir, "r"), socket: augur.socket, extraArgs: ["--no-native-copy", "--no-prefetch"], logName: "augur-2.log" });
+    await containerd.reachSnapshotter();
     const st = JSON.parse((await run(process.execPath, [AUGUR_BIN, "cache", "status", "--cache-dir", cacheDir(), "--json"])).stdout) as { files: { blobs: number; indexes: number } };
     expect(st.files.blobs).toBe(image.layerDigests.length); // rebuilt from the files
     expect(st.files.indexes).toBe(image.layerDigests.length);

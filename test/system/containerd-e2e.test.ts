@@ -150,8 +150,7 @@ describe("augur through containerd", () => {
     const failed = await containerd.ctr(["snapshots", "--snapshotter", "augur", "usage"]);
     expect(failed.code).not.toBe(0);
     augur = await startAugur(dir, { root: augur.root, socket: augur.socket, logName: "augur-restarted.log" });
-    // containerd reconnects to the proxy socket with backoff.
-    await waitFor("containerd to reach the restarted augur", async () => (await containerd.ctr(["snapshots", "--snapshotter", "augur", "usage"])).code === 0, 30_000);
+    await containerd.reachSnapshotter();
     expect(await listSnapshots()).toEqual(before);
     const r = await containerd.ctrOk(["run", "--rm", "--snapshotter", "augur", ref, "e2e-after-kill"]);
     expect(r).toBe("hello from layer 2\n");

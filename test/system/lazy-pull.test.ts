@@ -209,8 +209,7 @@ describe("lazy pulling through containerd", () => {
   it("a restarted augur mounts its lazy layers again and containers still run", async () => {
     await augur.stop("SIGKILL");
     augur = await startAugur(dir, { root: join(dir, "r"), logName: "augur-restarted.log" });
-    await waitFor("containerd to reach the restarted augur", async () =>
-      (await containerd.ctr(["snapshots", "--snapshotter", "augur", "usage"])).code === 0, 30_000);
+    await containerd.reachSnapshotter();
     const out = await runProbe(containerd, refs.plain, "plain-after-restart");
     expect(out.stdout).toBe(PROBE_OUT);
   });

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { startAugur, type Augur } from "../harness/augur.js";
 import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
-import { removeScratch, run, scratchDir, waitFor } from "../harness/processes.js";
+import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage, type LayerEntry } from "../../scripts/images/oci-image.js";
 import { buildTarIndex } from "../../snapshotter/layer/tar-index.js";
 import { parseTarIndex } from "../../snapshotter/layer/tar-index-codec.js";
@@ -76,8 +76,7 @@ async function wipeDataAndRestart(args: string[] = []): Promise<void> {
   await augur.stop();
   for (const d of ["blobs", "chunks"]) rmSync(join(augur.root, "cache", d), { recursive: true, force: true });
   augur = await startAugur(dir, { root: augur.root, socket: augur.socket, extraArgs: ["--no-native-copy", ...args], logName: `augur-${Date.now()}.log` });
-  // containerd's connection to the old process backs off before it dials again: wait until it has
-  await waitFor("containerd to reach the restarted augur", async () => (await containerd.ctr(["snapshots", "--snapshotter", "augur", "ls"])).code === 0, 60_000);
+  await containerd.reachSnapshotter();
 }
 
 /** Registry bytes sent for blob GETs of `digest` in access-log text. */

@@ -92,7 +92,7 @@ describe("augur killed while containers read through FUSE", () => {
       await new Promise((r) => setTimeout(r, 300 + Math.random() * 1200));
       await augur.stop("SIGKILL");
       augur = await startAugur(dir, { root: root(), socket: augur.socket, extraArgs: ["--no-native-copy"], logName: `augur-${round + 1}.log` });
-      await waitFor("containerd to reach the restarted augur", async () => (await containerd.ctr(["snapshots", "--snapshotter", "augur", "ls"])).code === 0, 30_000);
+      await containerd.reachSnapshotter();
       // the layers are served through FUSE again, by the new process
       const status = JSON.parse((await run("curl", ["-sf", "--unix-socket", augur.apiSocket, "http://augur/cache/status"])).stdout) as { layers: { format: string }[] };
       expect(status.layers.filter((l) => l.format === "estargz").length).toBeGreaterThanOrEqual(2);

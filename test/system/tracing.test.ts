@@ -184,6 +184,7 @@ describe("access traces through containerd", () => {
     // what a crash in the middle of a write leaves: a torn last line
     appendFileSync(join(augur.root, "traces", `${killed?.id}.jsonl`), '{"kind":"access","t":12');
     augur = await startAugur(dir, { root: augur.root, socket: augur.socket, extraArgs: ["--no-native-copy"], logName: "augur-2.log" });
+    await containerd.reachSnapshotter();
     // the finished trace reads back exactly as before, the killed one as far as it was written
     expect(await exported(augur.root, before?.id)).toEqual(wanted);
     expect(atKill.filter((x) => x.path.startsWith("shared/many/")).length).toBeGreaterThanOrEqual(10);
