@@ -12,6 +12,7 @@ import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir, waitFor } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage, type LayerEntry } from "../../scripts/images/oci-image.js";
+import { estargzManifest, pushEstargzOf } from "../harness/estargz.js";
 
 const BIG = randomBytes(10 << 20); // incompressible: its layer is mostly this file
 const md5 = (b: Buffer): string => createHash("md5").update(b).digest("hex");
@@ -80,25 +81,11 @@ beforeAll(async () => {
   pushImage(plain, refs.plain);
   pushImage(zstd, refs.zstd);
   // eStargz, converted the way users do it, in a namespace of its own.
-  const conv = ["-n", "convert"];
-  await containerd.ctrOk([...conv, "content", "fetch", "--plain-http", refs.plain], 120_000);
-  await run("ctr-remote", ["--address", containerd.address, ...conv, "images", "convert", "--estargz", "--oci", refs.plain, refs.estargz], { timeoutMs: 120_000 }).then((r) => {
-    if (r.code !== 0) throw new Error(`ctr-remote convert failed: ${r.stderr}`);
-  });
-  await containerd.ctrOk([...conv, "images", "push", "--plain-http", refs.estargz], 120_000);
-  const manifest = JSON.parse(await containerd.ctrOk([...conv, "content", "get", await manifestDigest(refs.estargz)])) as {
-    layers: { digest: string; size: number; annotations?: Record<string, string> }[];
-  };
+  await pushEstargzOf(containerd, refs.plain, refs.estargz);
+  const manifest = await estargzManifest(containerd, refs.estargz);
   expect(manifest.layers.every((l) => l.annotations?.["containerd.io/snapshot/stargz/toc.digest"])).toBe(true);
   estargzLayers = manifest.layers;
 }, 300_000);
-
-async function manifestDigest(ref: string): Promise<string> {
-  const line = (await containerd.ctrOk(["-n", "convert", "images", "ls"])).split("\n").find((l) => l.startsWith(ref + " "));
-  const digest = line?.split(/\s+/)[2];
-  if (!digest) throw new Error(`image ${ref} not found in namespace convert`);
-  return digest;
-}
 
 afterAll(async () => {
   await containerd?.stop();

@@ -15,6 +15,7 @@ import { rpull, startNode, stopNodes, type Node } from "../harness/node.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { freePort, removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage, type BuiltImage } from "../../scripts/images/oci-image.js";
+import { estargzManifest, pushEstargzOf } from "../harness/estargz.js";
 
 const FILES = [randomBytes(3 << 20), randomBytes(200_000), Buffer.from("small file\n")];
 const md5 = (b: Buffer): string => createHash("md5").update(b).digest("hex");
@@ -63,12 +64,8 @@ beforeAll(async () => {
   refs.plain = `${registry.host}/peer/plain:1`;
   refs.estargz = `${registry.host}/peer/estargz:1`;
   pushImage(image, refs.plain);
-  const conv = ["-n", "convert"];
-  await first.containerd.ctrOk([...conv, "content", "fetch", "--plain-http", refs.plain], 120_000);
-  const converted = await run("ctr-remote", ["--address", first.containerd.address, ...conv, "images", "convert", "--estargz", "--oci", refs.plain, refs.estargz], { timeoutMs: 120_000 });
-  if (converted.code !== 0) throw new Error(`ctr-remote convert: ${converted.stderr}`);
-  await first.containerd.ctrOk([...conv, "images", "push", "--plain-http", refs.estargz], 120_000);
-  const manifest = JSON.parse(await first.containerd.ctrOk([...conv, "content", "get", (await first.containerd.ctrOk([...conv, "images", "ls"])).split("\n").find((l) => l.startsWith(refs.estargz))?.split(/\s+/)[2] ?? ""])) as { layers: { digest: string }[] };
+  await pushEstargzOf(first.containerd, refs.plain, refs.estargz);
+  const manifest = await estargzManifest(first.containerd, refs.estargz);
   estargzLayers = manifest.layers.map((l) => l.digest);
   // the first node runs both images: its cache now holds what they read
   for (const ref of [refs.plain, refs.estargz]) {

@@ -13,6 +13,7 @@ import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage } from "../../scripts/images/oci-image.js";
+import { pushEstargzOf } from "../harness/estargz.js";
 
 const FILES = 12;
 const content = Array.from({ length: FILES }, () => randomBytes(256 << 10));
@@ -91,12 +92,8 @@ beforeAll(async () => {
   // eStargz, so every file is its own Range request
   const plain = `${registry.host}/redirect/plain:1`;
   pushImage(image, plain);
-  const conv = ["-n", "convert"];
-  await containerd.ctrOk([...conv, "content", "fetch", "--plain-http", plain], 120_000);
   const esgz = `${registry.host}/redirect/estargz:1`;
-  const converted = await run("ctr-remote", ["--address", containerd.address, ...conv, "images", "convert", "--estargz", "--oci", plain, esgz], { timeoutMs: 120_000 });
-  if (converted.code !== 0) throw new Error(`convert: ${converted.stderr}`);
-  await containerd.ctrOk([...conv, "images", "push", "--plain-http", esgz], 120_000);
+  await pushEstargzOf(containerd, plain, esgz);
   ref = `${frontHost}/redirect/estargz:1`;
   const pulled = await run("ctr-remote", ["--address", containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs: 120_000 });
   if (pulled.code !== 0) throw new Error(`rpull: ${pulled.stderr}`);

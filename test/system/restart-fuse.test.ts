@@ -13,6 +13,7 @@ import { startContainerd, type Containerd } from "../harness/containerd.js";
 import { startRegistry, type Registry } from "../harness/registry.js";
 import { removeScratch, run, scratchDir, waitFor } from "../harness/processes.js";
 import { buildImage, busyboxLayer, pushImage } from "../../scripts/images/oci-image.js";
+import { pushEstargzOf } from "../harness/estargz.js";
 
 const FILES = 8;
 const content = Array.from({ length: FILES }, () => randomBytes(512 << 10));
@@ -42,11 +43,7 @@ beforeAll(async () => {
   refs.plain = `${registry.host}/restart/plain:1`;
   refs.estargz = `${registry.host}/restart/estargz:1`;
   pushImage(image, refs.plain);
-  const conv = ["-n", "convert"];
-  await containerd.ctrOk([...conv, "content", "fetch", "--plain-http", refs.plain], 120_000);
-  const converted = await ctrRemote([...conv, "images", "convert", "--estargz", "--oci", refs.plain, refs.estargz]);
-  if (converted.code !== 0) throw new Error(`ctr-remote convert: ${converted.stderr}`);
-  await containerd.ctrOk([...conv, "images", "push", "--plain-http", refs.estargz], 120_000);
+  await pushEstargzOf(containerd, refs.plain, refs.estargz);
   for (const ref of [refs.plain, refs.estargz]) {
     const pulled = await ctrRemote(["images", "rpull", "--plain-http", "--snapshotter", "augur", ref]);
     if (pulled.code !== 0) throw new Error(`rpull ${ref}: ${pulled.stderr}`);
