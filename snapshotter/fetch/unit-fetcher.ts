@@ -131,6 +131,17 @@ export class UnitFetcher<T extends Buffer> {
     return this.#kept.has(id) || this.#inflight.has(id);
   }
 
+  /** Units fetched ahead that a read used without asking for them (it found them decoded): counted as used, once. */
+  used(ids: readonly number[]): void {
+    const ahead = ids.filter((id) => this.#aheadOf.has(id));
+    if (ahead.length) this.#count(ahead);
+  }
+
+  /** Unit `id` if it is in memory now (verified), without fetching or counting a read. */
+  kept(id: number): T | undefined {
+    return this.#kept.peek(id);
+  }
+
   /**
    * The verified units `ids`, in order: kept, joined in flight, or fetched
    * now (adjacent ones as one range, every range of the read in one request

@@ -48,6 +48,8 @@ export interface AheadRanges {
 const KEPT_SPAN_BYTES = 32 << 20;
 
 const MAX_CURSORS = 2;
+/** Compressed bytes of cells fetched ahead that a read decodes on past its own (SpanReader.#keptAfter). */
+const DECODE_ON_BYTES = 512 << 10;
 
 export interface ReadOptions {
   /**
@@ -391,7 +393,10 @@ export class SpanReader {
       const lo = Math.max(offset, r.out);
       const hi = Math.min(end, r.end);
       const have = plain ? 0 : (this.#prefixes.get(s)?.length ?? 0);
-      parts.push({ s, lo, hi, cells: have >= hi - r.out ? [] : this.#cellsFor(s, lo, hi) });
+      const covered = have >= hi - r.out;
+      // decoded already (an earlier read decoded on past itself): its cells fetched ahead were of use
+      if (covered) this.#fetcher.used(this.#cellsFor(s, lo, hi));
+      parts.push({ s, lo, hi, cells: covered ? [] : this.#cellsFor(s, lo, hi) });
     }
     const all = [...new Set(parts.flatMap((p) => p.cells))];
     const fetched = all.filter((c) => !this.#fetcher.held(c)); // the read has to fetch these: a miss
@@ -432,7 +437,8 @@ export class SpanReader {
       const have = this.#prefixes.get(s);
       if (have && have.length >= hi - r.out) return have.subarray(lo - r.out, hi - r.out);
       const bufs = await Promise.all(cells.map((c) => pending.get(c) ?? (this.#fetcher.get([c])[0] as Promise<Buffer>)));
-      const decoded = this.#decodePrefix(s, cells, bufs);
+      const on = this.#keptAfter(s, cells);
+      const decoded = this.#decodePrefix(s, cells, on.length ? [...bufs, ...on] : bufs);
       if (decoded.length >= hi - r.out) {
         if (decoded.length > (this.#prefixes.peek(s)?.length ?? 0)) this.#prefixes.set(s, decoded);
         return decoded.subarray(lo - r.out, hi - r.out);
@@ -444,6 +450,27 @@ export class SpanReader {
       if (next * size >= span.end) this.#short(s, decoded.length, hi - r.out);
       cells = [...cells, next];
     }
+  }
+
+  /**
+   * The cells right after `cells` that are in memory already (fetched
+   * ahead), up to the span's end and DECODE_ON_BYTES: decoded in the same
+   * pass, so the reads that follow find their bytes in the span's prefix.
+   * Without them, a file read 128 KiB at a time decoded its span from the
+   * access point again for every read.
+   */
+  #keptAfter(s: number, cells: readonly number[]): Buffer[] {
+    const span = this.#index.spans[s] as IndexSpan;
+    const size = this.#index.cellSize as number;
+    const out: Buffer[] = [];
+    let budget = DECODE_ON_BYTES;
+    for (let c = (cells[cells.length - 1] as number) + 1; c * size < span.end && budget > 0; c++) {
+      const b = this.#fetcher.kept(c);
+      if (!b) break;
+      out.push(b);
+      budget -= b.length;
+    }
+    return out;
   }
 
   /** Decodes span `s` from its access point as far as the cells' bytes go (up to its end). */
