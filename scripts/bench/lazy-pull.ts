@@ -38,6 +38,11 @@
 //                        ran the plain image once (untimed) and keeps serving its cache; the timed node,
 //                        root and cache empty, has --peer pointing at it. Its registry bytes are the
 //                        manifests'; what the peer sent is reported beside them.
+//   augur-plain-peer-registry  a warm peer that also published: the peer node of augur-plain-peer ran the image
+//                        with its traces and pushed its profile and indexes (augur manifest push, under
+//                        <repo>-peer); the timed node, root and cache empty, has --peer and finds the artifact:
+//                        the indexes (checked like any from the registry) say where the bytes are and what
+//                        they must hash to, so the layer's ranges come from the peer
 //   augur-estargz-redirect-each  augur-estargz with blob locations not kept (AUGUR_BLOB_LOCATION_TTL_MS=0): with
 //                        --redirect, every Range request follows the registry's redirect (the cost augur's reuse saves)
 //
@@ -60,7 +65,7 @@ import { startSlowRegistry, type ProxiedRequest, type SlowRegistry } from "./net
 export const MODES = [
   "overlayfs", "local", "stargz-estargz", "stargz-optimized", "augur-plain-first", "augur-plain-indexed", "augur-estargz",
   "augur-plain-history", "augur-plain-registry", "augur-estargz-warm", "augur-shared-first", "augur-shared-cluster",
-  "augur-plain-peer", "augur-estargz-redirect-each", "augur-plain-registry-pinned",
+  "augur-plain-peer", "augur-estargz-redirect-each", "augur-plain-registry-pinned", "augur-plain-peer-registry",
 ] as const;
 export type Mode = (typeof MODES)[number];
 
@@ -412,19 +417,25 @@ const pushManifest = (ref: string, cluster?: string, pushed?: (digest: string) =
 
 async function benchMode(mode: Mode, reg: SlowRegistry): Promise<ModeResult> {
   const tag = mode === "augur-estargz" || mode === "stargz-estargz" || mode === "augur-estargz-warm" || mode === "augur-estargz-redirect-each" ? "estargz" : mode === "stargz-optimized" ? "optimized" : "plain";
-  const repo = mode === "augur-plain-registry" || mode === "augur-plain-registry-pinned" ? fleetRepo(workload?.repo ?? "", mode) : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
+  const repo = FLEET_MODES.includes(mode) ? fleetRepo(workload?.repo ?? "", mode) : mode.startsWith("augur-shared") ? sharedWorkload?.repo : workload?.repo;
   const ref = `${reg.host}/${repo}:${tag}`;
   const result: ModeResult = { mode, runs: [] };
   let seed: Seed | undefined;
   let moreArgs: string[] = [];
   let peer: RunEnv | undefined;
   try {
-    if (mode === "augur-plain-peer") {
+    if (mode === "augur-plain-peer" || mode === "augur-plain-peer-registry") {
       const port = await freePort();
-      say(`  ${mode}: another node runs ${ref} once and serves its cache on 127.0.0.1:${port} (untimed)`);
-      peer = await startEnv("augur-plain-first", undefined, ["--serve-cache", `127.0.0.1:${port}`]);
+      const publishes = mode === "augur-plain-peer-registry";
+      say(`  ${mode}: another node runs ${ref} once${publishes ? ", pushes its profile" : ""} and serves its cache on 127.0.0.1:${port} (untimed)`);
+      // a node that publishes its profile traces every read (as primeNode's)
+      peer = await startEnv("augur-plain-first", undefined, ["--serve-cache", `127.0.0.1:${port}`, ...(publishes ? ["--no-native-copy"] : [])]);
       await runOk("ctr-remote", ["--address", peer.containerd.address, "images", "rpull", "--plain-http", "--snapshotter", "augur", ref], { timeoutMs });
       await runUntilReady(peer.containerd, ["run", "--rm", "--snapshotter", "augur", ref, "peer"], workload?.ready ?? "READY", () => undefined);
+      if (publishes && peer.augur) {
+        await indexRefinementDone(peer.augur);
+        await pushManifest(ref)(join(peer.dir, "ar"), peer.augurCache);
+      }
       moreArgs = ["--peer", `http://127.0.0.1:${port}`];
     }
     if (mode === "augur-plain-registry" || mode === "augur-plain-registry-pinned") {
@@ -522,10 +533,11 @@ function targets(results: ModeResult[], baseS: number): string[] {
     const b = medianOf("local");
     lines.push(check(`augur-estargz-warm within 1.3x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s)`, a === undefined || b === undefined ? undefined : a <= 1.3 * b));
   }
-  if (results.some((r) => r.mode === "augur-plain-peer") && results.some((r) => r.mode === "local")) {
-    const a = medianOf("augur-plain-peer");
+  for (const peerMode of ["augur-plain-peer", "augur-plain-peer-registry"] as const) {
+    if (!results.some((r) => r.mode === peerMode) || !results.some((r) => r.mode === "local")) continue;
+    const a = medianOf(peerMode);
     const b = medianOf("local");
-    lines.push(check(`augur-plain-peer within 1.5x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s: ${a !== undefined && b !== undefined ? (a / b).toFixed(2) : "-"}x)`, a === undefined || b === undefined ? undefined : a <= 1.5 * b));
+    lines.push(check(`${peerMode} within 1.5x of local overlayfs (${a?.toFixed(2) ?? "-"} s vs ${b?.toFixed(2) ?? "-"} s: ${a !== undefined && b !== undefined ? (a / b).toFixed(2) : "-"}x)`, a === undefined || b === undefined ? undefined : a <= 1.5 * b));
   }
   if (results.some((r) => r.mode === "augur-estargz-redirect-each") && results.some((r) => r.mode === "augur-estargz")) {
     const a = medianOf("augur-estargz");
@@ -616,7 +628,9 @@ function report(results: ModeResult[], meta: { rateMbit: number; latencyMs: numb
 
 /** The repository augur-plain-registry serves the image under: the same manifest and blobs, its own artifacts. */
 /** The repository a registry mode serves the image under: its own, so no other mode finds its artifact. */
-const fleetRepo = (repo: string, mode: Mode = "augur-plain-registry"): string => `${repo}-${mode === "augur-plain-registry-pinned" ? "pinned" : "fleet"}`;
+const fleetRepo = (repo: string, mode: Mode = "augur-plain-registry"): string => `${repo}-${mode === "augur-plain-registry-pinned" ? "pinned" : mode === "augur-plain-peer-registry" ? "peer" : "fleet"}`;
+/** Modes whose image is served under a repository of their own (fleetRepo). */
+const FLEET_MODES: readonly Mode[] = ["augur-plain-registry", "augur-plain-registry-pinned", "augur-plain-peer-registry"];
 
 /**
  * A scratch copy of the registry storage the registry may write to: blobs
@@ -632,7 +646,7 @@ async function scratchStorage(dir: string): Promise<string> {
   await runOk("cp", ["-r", join(from, "repositories"), join(to, "repositories")], { timeoutMs: 300_000 });
   const repo = workload?.repo ?? "";
   if (existsSync(join(to, "repositories", repo))) {
-    for (const mode of ["augur-plain-registry", "augur-plain-registry-pinned"] as const) {
+    for (const mode of FLEET_MODES) {
       await runOk("cp", ["-r", join(to, "repositories", repo), join(to, "repositories", fleetRepo(repo, mode))], { timeoutMs: 300_000 });
     }
   }

@@ -30,6 +30,7 @@ let third: Node;
 let synced: Node | undefined;
 let indexOnly: Node | undefined;
 let trickled: Node | undefined;
+let published: Node | undefined;
 let trickler: Server | undefined;
 let liar: Server;
 let servePort: number;
@@ -98,7 +99,7 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  await stopNodes([trickled, indexOnly, synced, third, second, first]);
+  await stopNodes([published, trickled, indexOnly, synced, third, second, first]);
   await new Promise<void>((r) => (liar ? liar.close(() => r()) : r()));
   trickler?.closeAllConnections();
   await new Promise<void>((r) => (trickler ? trickler.close(() => r()) : r()));
@@ -133,6 +134,33 @@ describe("a node with a warm peer", () => {
     expect(log2).not.toMatch(/layer streamed, verified and indexed/);
     const metrics = await run("curl", ["-sf", "--unix-socket", second.augur.apiSocket, "http://augur/metrics"]);
     expect(metrics.stdout).toMatch(/^augur_peer_fetched_bytes_total [1-9]\d*$/m);
+  });
+
+  it("with the image's artifact in the registry, plain layers are read by range from the peer, checked against cells the peer did not write", async () => {
+    // the same image under a repository of its own, so no other test here finds its artifact
+    const ref = `${registry.host}/peer/published:1`;
+    pushImage(image, ref);
+    const pushed = await run(process.execPath, [AUGUR_BIN, "manifest", "push", "--root", first.augur.root, "--plain-http", ref]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    published = await node("published", ["--peer", `http://127.0.0.1:${servePort}`]);
+    const before = (await registry.settledLog()).length;
+    const pulled = await rpull(published.containerd, ref);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await published.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, "published", ...READ], 120_000)).toBe(SUMS);
+    const log = (await registry.settledLog()).slice(before);
+    // the artifact (its manifest, profile and indexes) from the registry, no layer bytes
+    expect(log).toMatch(/GET \/v2\/peer\/published\/manifests\/sha256-[0-9a-f]{64} /);
+    expect(blobGets(log, image.layerDigests)).toEqual([]);
+    const augurLog = published.augur.proc.log();
+    for (const d of image.layerDigests) {
+      expect(augurLog).toMatch(new RegExp(`layer index from the registry; entries are checked against the tar as they are served layer=${d} source=127\\.0\\.0\\.1:\\d+/peer/published@sha256:`));
+      // by range: the peer's whole blob is neither copied nor needed
+      expect(augurLog).not.toMatch(new RegExp(`layer copied whole from a peer and verified layer=${d}`));
+    }
+    const s = await status(published);
+    expect(s.peers?.hits).toBeGreaterThan(1);
+    expect(s.peers?.bytes).toBeGreaterThan(FILES[0]?.length as number);
+    expect(s.peers?.distrusted).toBe(0);
   });
 
   it("a peer that sends corrupted bytes is caught and the registry answers", async () => {
