@@ -79,7 +79,12 @@ export class Daemon {
       : undefined;
     const peers = cache && config.peers.length > 0 ? new Peers(config.peers) : undefined;
     const registry = new RegistryClient({ hostsDir: config.hostsDir, ...(config.dockerConfig ? { dockerConfig: config.dockerConfig } : {}) });
-    const profiles = new ProfileSource({ registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts });
+    const profiles = new ProfileSource({
+      registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts,
+      ...(peers ? { peers } : {}),
+      // served on to this node's peers (--serve-cache) like any cached blob
+      ...(cache ? { keep: (digest: string, bytes: Buffer) => void cache.keepBlob(digest, bytes) } : {}),
+    });
     const learner = traces
       ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models"), extraTraces: () => profiles.traces() })
       : undefined;

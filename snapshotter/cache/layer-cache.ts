@@ -111,7 +111,7 @@ export class LayerCache {
    * stream fails or brings other than `size` bytes. A failure of this cache's
    * own disk is a CacheWriteError; any other came from the stream.
    */
-  async storeBlob(digest: string, body: AsyncIterable<Buffer>, size: number): Promise<number> {
+  async storeBlob(digest: string, body: AsyncIterable<Buffer> | Iterable<Buffer>, size: number): Promise<number> {
     let writer: BlobWriter | undefined;
     const local = (err: unknown): never => {
       const why = errorMessage(err);
@@ -134,6 +134,24 @@ export class LayerCache {
     } catch (err) {
       writer?.abort();
       throw err;
+    }
+  }
+
+  /**
+   * Keeps a small blob held in memory (an artifact's profile or index) as a
+   * whole blob, so --serve-cache passes it on to peers; checked against its
+   * digest first. Never throws: a blob not kept is fetched elsewhere.
+   */
+  async keepBlob(digest: string, bytes: Buffer): Promise<void> {
+    if (`sha256:${createHash("sha256").update(bytes).digest("hex")}` !== digest) {
+      log.warn("blob not kept: its bytes do not match its digest", { digest });
+      return;
+    }
+    if (await this.blobPath(digest)) return;
+    try {
+      await this.storeBlob(digest, [bytes], bytes.length);
+    } catch (err) {
+      log.warn("blob not kept in the cache", { digest, error: errorMessage(err) });
     }
   }
 

@@ -5,7 +5,8 @@
 import { createReadStream, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
+import { LayerCache } from "../cache/layer-cache.js";
+import { errorMessage, InvalidArgumentError, NotFoundError } from "../errdefs/errors.js";
 import { ReadStartLog, type ReadStart } from "../layer/access-points.js";
 import { parseTarIndex, tarIndexMediaTypeOf, TAR_INDEX_MEDIA_TYPES } from "../layer/tar-index-codec.js";
 import { THIN_GAP, thinIndex } from "../layer/thin-index.js";
@@ -242,6 +243,7 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
     const desc = await pushArtifact(c, repo, {
       artifactType: PROFILE_ARTIFACT_TYPE, blobs, ...(subject ? { subject } : {}), ...(cluster ? { tag: target.tag ?? "latest" } : {}),
     });
+    await keepPushed(o.cacheDir, blobs.map((b) => b.bytes));
     const where = cluster ? `${repo.host}/${repo.repository}:${target.tag ?? "latest"}` : `${ref} (subject ${subject?.digest})`;
     const indexBytes = blobs.slice(1).reduce((a, b) => a + b.bytes.length, 0);
     const t = published.thinned;
@@ -254,6 +256,26 @@ async function push(o: Opts, ref: string, cluster: boolean, c: RegistryClient): 
 }
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+
+/**
+ * The pushed artifact's blobs, kept in this node's cache as whole blobs: a
+ * node that serves its cache (--serve-cache) then hands them to its peers,
+ * which take only the artifact's manifest from the registry. A cache that
+ * cannot take them costs the peers a registry fetch, not the push.
+ */
+async function keepPushed(cacheDir: string, blobs: readonly Buffer[]): Promise<void> {
+  if (!existsSync(cacheDir)) return;
+  let cache: LayerCache | undefined;
+  try {
+    // the bound is the serving augur's to keep: these are a few MB
+    cache = new LayerCache(cacheDir, Number.MAX_SAFE_INTEGER, { evict: false });
+    for (const bytes of blobs) await cache.keepBlob(sha256Digest(bytes), bytes);
+  } catch (err) {
+    process.stderr.write(`augur: the artifact's blobs were not kept in ${cacheDir}: ${errorMessage(err)}\n`);
+  } finally {
+    cache?.close();
+  }
+}
 
 /**
  * The layer indexes of the artifact a push replaces (the image's newest

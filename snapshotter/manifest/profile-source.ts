@@ -48,8 +48,23 @@ export interface LoadedProfile {
   trusted: boolean;
 }
 
+/** Other nodes' caches (peer/peers.ts), asked for an artifact's blobs before the registry. */
+export interface ArtifactBlobPeers {
+  /** The blob whole, checked against `digest`; undefined when no peer has it. */
+  blob(repository: string, digest: string, size: number): Promise<Buffer | undefined>;
+}
+
 export interface ProfileSourceOptions {
   registry: RegistryClient;
+  /**
+   * Peers: an artifact's blobs (its profile, its indexes: 1.7 MB for the
+   * python image) come from the first that has them. They are content by
+   * digest, checked like the registry's, so only the artifact's manifest,
+   * which says what to trust, has to come from the registry.
+   */
+  peers?: ArtifactBlobPeers;
+  /** Keeps an artifact's blob this node fetched, so its own --serve-cache can pass it on. */
+  keep?: (digest: string, bytes: Buffer) => void;
   /** The cluster manifest's reference (`--cluster-manifest`). */
   cluster?: string;
   /** Artifact digests whose indexes are trusted without checks. */
@@ -199,7 +214,8 @@ export class ProfileSource {
    * fetched at once; the cluster's, many images', only as layers open.
    */
   async #load(repo: ImageReference, tagOrDigest: string, pinned: string | undefined, kind: "image" | "cluster"): Promise<LoadedProfile | undefined> {
-    const a = await pullArtifact(this.#opts.registry, repo, tagOrDigest);
+    const pulled = await pullArtifact(this.#opts.registry, repo, tagOrDigest);
+    const a = { ...pulled, blob: (d: Descriptor, maxBytes: number) => this.#artifactBlob(repo, d, maxBytes, pulled.blob) };
     const source = `${repo.host}/${repo.repository}@${a.digest}`;
     try {
       if (a.manifest.artifactType !== PROFILE_ARTIFACT_TYPE) throw new Error(`artifactType ${a.manifest.artifactType} is not ${PROFILE_ARTIFACT_TYPE}`);
@@ -231,6 +247,14 @@ export class ProfileSource {
       this.#warnOnce(source, "profile artifact in the registry is not usable; ignored", { artifact: source, error: errorMessage(err) });
       return undefined;
     }
+  }
+
+  /** One of an artifact's blobs: from a peer that has it, else from the registry; kept for this node's peers either way. */
+  async #artifactBlob(repo: ImageReference, d: Descriptor, maxBytes: number, fromRegistry: (d: Descriptor, maxBytes: number) => Promise<Buffer>): Promise<Buffer> {
+    let bytes = d.size <= maxBytes ? await this.#opts.peers?.blob(repo.repository, d.digest, d.size).catch(() => undefined) : undefined;
+    bytes ??= await fromRegistry(d, maxBytes);
+    this.#opts.keep?.(d.digest, bytes);
+    return bytes;
   }
 
   #changed(): void {

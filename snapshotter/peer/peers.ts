@@ -124,6 +124,29 @@ export class Peers {
     return { body, peer: got.peer };
   }
 
+  /**
+   * A small blob whole (an artifact's profile or index), from the first peer
+   * that has it, checked against `digest`; undefined when no peer has it or
+   * what came failed its check (that peer is set aside).
+   */
+  async blob(repository: string, digest: string, size: number): Promise<Buffer | undefined> {
+    const got = await this.blobStream(repository, digest, size);
+    if (!got) return undefined;
+    const parts: Buffer[] = [];
+    try {
+      for await (const chunk of got.body) parts.push(chunk as Buffer);
+    } catch (err) {
+      this.distrust(got.peer, `its copy of ${digest} failed: ${errorMessage(err)}`);
+      return undefined;
+    }
+    const bytes = Buffer.concat(parts);
+    if (bytes.length !== size) {
+      this.distrust(got.peer, `sent ${bytes.length} bytes of ${digest}, ${size} expected`);
+      return undefined;
+    }
+    return bytes;
+  }
+
   /** The seekable index a peer holds of a layer (untrusted: the caller checks it like the registry's), or undefined. */
   async fetchIndex(digest: string): Promise<{ bytes: Buffer; peer: string } | undefined> {
     const got = await this.#firstPeer(

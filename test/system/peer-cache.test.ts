@@ -136,7 +136,7 @@ describe("a node with a warm peer", () => {
     expect(metrics.stdout).toMatch(/^augur_peer_fetched_bytes_total [1-9]\d*$/m);
   });
 
-  it("with the image's artifact in the registry, plain layers are read by range from the peer, checked against cells the peer did not write", async () => {
+  it("with the image's artifact in the registry, its blobs and the plain layers' ranges come from the peer, checked against what the registry's artifact manifest names", async () => {
     // the same image under a repository of its own, so no other test here finds its artifact
     const ref = `${registry.host}/peer/published:1`;
     pushImage(image, ref);
@@ -148,9 +148,12 @@ describe("a node with a warm peer", () => {
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await published.containerd.ctrOk(["run", "--snapshotter", "augur", "--rm", ref, "published", ...READ], 120_000)).toBe(SUMS);
     const log = (await registry.settledLog()).slice(before);
-    // the artifact (its manifest, profile and indexes) from the registry, no layer bytes
+    // the artifact's manifest from the registry; its blobs (profile, indexes), kept in the first
+    // node's cache by the push, and the layers' bytes from the peer
     expect(log).toMatch(/GET \/v2\/peer\/published\/manifests\/sha256-[0-9a-f]{64} /);
     expect(blobGets(log, image.layerDigests)).toEqual([]);
+    const blobs = [...log.matchAll(/"GET \/v2\/peer\/published\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" (200|206)/g)].map((m) => m[1]);
+    expect(blobs).toHaveLength(1); // containerd's fetch of the image config, nothing of augur's
     const augurLog = published.augur.proc.log();
     for (const d of image.layerDigests) {
       expect(augurLog).toMatch(new RegExp(`layer index from the registry; entries are checked against the tar as they are served layer=${d} source=127\\.0\\.0\\.1:\\d+/peer/published@sha256:`));

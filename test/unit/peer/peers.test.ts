@@ -195,6 +195,24 @@ describe("peers", () => {
   });
 });
 
+describe("an artifact's blobs through peers", () => {
+  it("a blob kept in one cache (checked against its digest) comes whole from that peer; a spoiled copy sets the peer aside and gives nothing", async () => {
+    const index = randomBytes(5000);
+    const cache = new LayerCache(newDir(), 1 << 20);
+    await cache.keepBlob(digestOf(index), index);
+    await cache.keepBlob(`sha256:${"0".repeat(64)}`, Buffer.from("not what that digest names"));
+    expect(await cache.blobPath(`sha256:${"0".repeat(64)}`)).toBeUndefined();
+    const peers = new Peers([await serving(cache)]);
+    cleanups.push(() => peers.close());
+    expect((await peers.blob("demo", digestOf(index), index.length))?.equals(index)).toBe(true);
+    expect(await peers.blob("demo", digestOf(randomBytes(10)), 10)).toBeUndefined(); // not there
+    expect(peers.stats.distrusted).toBe(0);
+    writeFileSync(join(cache.dir, "blobs/sha256", sha(index)), Buffer.alloc(5000));
+    expect(await peers.blob("demo", digestOf(index), index.length)).toBeUndefined();
+    expect(peers.stats.distrusted).toBe(1);
+  });
+});
+
 describe("peers, busy or barred", () => {
   it("a busy peer (503) is skipped for the request, not set aside", async () => {
     const peers = new Peers([await serving(new LayerCache(newDir(), 1 << 20), 0)]);
