@@ -82,8 +82,8 @@ export class Daemon {
     const profiles = new ProfileSource({
       registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts,
       ...(peers ? { peers } : {}),
-      // served on to this node's peers (--serve-cache) like any cached blob
-      ...(cache ? { keep: (digest: string, bytes: Buffer) => void cache.keepBlob(digest, bytes) } : {}),
+      // a node that serves its cache (--serve-cache) passes them on like any cached blob
+      ...(cache && config.serveCache ? { keep: (digest: string, bytes: Buffer) => void cache.keepBlob(digest, bytes) } : {}),
     });
     const learner = traces
       ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models"), extraTraces: () => profiles.traces() })
