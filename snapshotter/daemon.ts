@@ -83,7 +83,7 @@ export class Daemon {
       registry, ...(config.clusterManifest ? { cluster: config.clusterManifest } : {}), trusted: config.trustedArtifacts,
       ...(peers ? { peers } : {}),
       // a node that serves its cache (--serve-cache) passes them on like any cached blob
-      ...(cache && config.serveCache ? { keep: (digest: string, bytes: Buffer) => void cache.keepBlob(digest, bytes) } : {}),
+      ...(cache && config.serveCache ? { keep: (digest: string, bytes: Buffer) => void cache.keepBlob(digest, bytes).catch(() => undefined) } : {}),
     });
     const learner = traces
       ? new Learner({ traces, predictor: config.predictor, stateDir: join(config.root, "models"), extraTraces: () => profiles.traces() })

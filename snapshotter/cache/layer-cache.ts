@@ -147,8 +147,8 @@ export class LayerCache {
       log.warn("blob not kept: its bytes do not match its digest", { digest });
       return;
     }
-    if (await this.blobPath(digest)) return;
     try {
+      if (await this.blobPath(digest)) return;
       await this.storeBlob(digest, [bytes], bytes.length);
     } catch (err) {
       log.warn("blob not kept in the cache", { digest, error: errorMessage(err) });

@@ -438,7 +438,15 @@ export class SpanReader {
       if (have && have.length >= hi - r.out) return have.subarray(lo - r.out, hi - r.out);
       const bufs = await Promise.all(cells.map((c) => pending.get(c) ?? (this.#fetcher.get([c])[0] as Promise<Buffer>)));
       const on = this.#keptAfter(s, cells);
-      const decoded = this.#decodePrefix(s, cells, on.length ? [...bufs, ...on] : bufs);
+      let decoded: Buffer;
+      try {
+        decoded = this.#decodePrefix(s, cells, on.length ? [...bufs, ...on] : bufs);
+      } catch (err) {
+        // cells decoded on may end inside a gzip member's header, which the decoder refuses: the
+        // read's own cells decide
+        if (!on.length) throw err;
+        decoded = this.#decodePrefix(s, cells, bufs);
+      }
       if (decoded.length >= hi - r.out) {
         if (decoded.length > (this.#prefixes.peek(s)?.length ?? 0)) this.#prefixes.set(s, decoded);
         return decoded.subarray(lo - r.out, hi - r.out);

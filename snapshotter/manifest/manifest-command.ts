@@ -265,15 +265,14 @@ const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
  */
 async function keepPushed(cacheDir: string, blobs: readonly Buffer[]): Promise<void> {
   if (!existsSync(cacheDir)) return;
-  let cache: LayerCache | undefined;
   try {
     // the bound is the serving augur's to keep: these are a few MB
-    cache = new LayerCache(cacheDir, Number.MAX_SAFE_INTEGER, { evict: false });
+    const cache = new LayerCache(cacheDir, Number.MAX_SAFE_INTEGER, { evict: false });
     for (const bytes of blobs) await cache.keepBlob(sha256Digest(bytes), bytes);
+    cache.close();
   } catch (err) {
+    // the push itself is done: this only costs the peers a registry fetch
     process.stderr.write(`augur: the artifact's blobs were not kept in ${cacheDir}: ${errorMessage(err)}\n`);
-  } finally {
-    cache?.close();
   }
 }
 

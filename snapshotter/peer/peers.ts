@@ -41,12 +41,14 @@ export class Peers {
   readonly urls: readonly string[];
   readonly stats: PeerStats = { hits: 0, misses: 0, bytes: 0, distrusted: 0 };
   readonly #transport: HttpTransport;
+  readonly #timeoutMs: number;
   /** Peer URL -> when it may be asked again. */
   readonly #avoidUntil = new Map<string, number>();
 
   constructor(urls: readonly string[], opts: { timeoutMs?: number } = {}) {
     this.urls = urls.map(normalizePeerUrl);
-    this.#transport = new HttpTransport({ timeoutMs: opts.timeoutMs ?? PEER_TIMEOUT_MS, retries: 0, maxRedirections: 0, concurrency: 16, userAgent: "augur-peer" });
+    this.#timeoutMs = opts.timeoutMs ?? PEER_TIMEOUT_MS;
+    this.#transport = new HttpTransport({ timeoutMs: this.#timeoutMs, retries: 0, maxRedirections: 0, concurrency: 16, userAgent: "augur-peer" });
   }
 
   /** Peers to ask now, in the configured order. */
@@ -126,18 +128,24 @@ export class Peers {
 
   /**
    * A small blob whole (an artifact's profile or index), from the first peer
-   * that has it, checked against `digest`; undefined when no peer has it or
-   * what came failed its check (that peer is set aside).
+   * that has it, checked against `digest`; undefined when no peer has it, or
+   * what came failed its check or took longer than the peer timeout plus a
+   * second per MiB (that peer is set aside: a peer that trickles must not
+   * hold up a layer's open, which waits for its index).
    */
   async blob(repository: string, digest: string, size: number): Promise<Buffer | undefined> {
     const got = await this.blobStream(repository, digest, size);
     if (!got) return undefined;
+    const ms = this.#timeoutMs + Math.ceil(size / (1 << 20)) * 1000;
+    const deadline = setTimeout(() => got.body.destroy(new Error(`not sent whole within ${ms} ms`)), ms);
     const parts: Buffer[] = [];
     try {
       for await (const chunk of got.body) parts.push(chunk as Buffer);
     } catch (err) {
       this.distrust(got.peer, `its copy of ${digest} failed: ${errorMessage(err)}`);
       return undefined;
+    } finally {
+      clearTimeout(deadline);
     }
     const bytes = Buffer.concat(parts);
     if (bytes.length !== size) {

@@ -18,7 +18,7 @@ export async function pushEstargzOf(containerd: Containerd, plainRef: string, es
   // which is setup failing, not what any test checks.
   let last = "";
   for (let attempt = 1; attempt <= PUSH_ATTEMPTS; attempt++) {
-    const pushed = await containerd.ctr([...NAMESPACE, "images", "push", "--plain-http", estargzRef], 120_000);
+    const pushed = await containerd.ctr([...NAMESPACE, "images", "push", "--plain-http", estargzRef], 60_000);
     if (pushed.code === 0) return;
     last = pushed.stderr;
   }

@@ -213,6 +213,33 @@ describe("an artifact's blobs through peers", () => {
   });
 });
 
+describe("an artifact's blob from a peer that trickles", () => {
+  it("is given up after the peer timeout plus a second per MiB, and the peer is set aside", async () => {
+    const blob = randomBytes(100);
+    const trickler: Server = createServer((_req, res) => {
+      res.writeHead(200, { "content-length": String(blob.length) });
+      let at = 0;
+      const drip = setInterval(() => {
+        if (at >= blob.length || res.destroyed) return clearInterval(drip);
+        res.write(blob.subarray(at, ++at));
+      }, 100);
+      res.on("close", () => clearInterval(drip));
+    });
+    await new Promise<void>((r) => trickler.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => {
+      trickler.closeAllConnections();
+      trickler.close(() => r());
+    }));
+    // 300 ms between bytes at most (the trickle keeps to it), 300 ms + 1 s for the whole blob
+    const peers = new Peers([`http://127.0.0.1:${(trickler.address() as AddressInfo).port}`], { timeoutMs: 300 });
+    cleanups.push(() => peers.close());
+    const started = Date.now();
+    expect(await peers.blob("demo", digestOf(blob), blob.length)).toBeUndefined();
+    expect(Date.now() - started).toBeLessThan(3000); // all 100 bytes would take 10 s
+    expect(peers.stats.distrusted).toBe(1);
+  });
+});
+
 describe("peers, busy or barred", () => {
   it("a busy peer (503) is skipped for the request, not set aside", async () => {
     const peers = new Peers([await serving(new LayerCache(newDir(), 1 << 20), 0)]);
