@@ -20,6 +20,7 @@ import { createReadStream, createWriteStream, mkdirSync, openSync, readdirSync, 
 import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError, errorMessage } from "../errdefs/errors.js";
+import { sha256Digest } from "../util/digest.js";
 import { logger } from "../util/logging.js";
 import { CacheLedger, type FoundFile } from "./cache-ledger.js";
 
@@ -143,7 +144,7 @@ export class LayerCache {
    * digest first. Never throws: a blob not kept is fetched elsewhere.
    */
   async keepBlob(digest: string, bytes: Buffer): Promise<void> {
-    if (`sha256:${createHash("sha256").update(bytes).digest("hex")}` !== digest) {
+    if (sha256Digest(bytes) !== digest) {
       log.warn("blob not kept: its bytes do not match its digest", { digest });
       return;
     }
